@@ -1,0 +1,4 @@
+"""Classification losses (mindcv semantics)."""
+from .loss_factory import LOSSES, BinaryCrossEntropySmooth, CrossEntropySmooth, create_loss
+
+__all__ = ["LOSSES", "BinaryCrossEntropySmooth", "CrossEntropySmooth", "create_loss"]
