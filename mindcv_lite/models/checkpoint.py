@@ -1,0 +1,186 @@
+"""One door for every checkpoint layout: ours, mindcv's, and the original authors' / timm's PyTorch weights.
+
+`load_checkpoint` reads the file (.ckpt, .safetensors, or .pth/.pt/.bin when torch is installed), drops
+training state (optimizer moments, step counters, EMA copies), lets the model's `checkpoint_filter_fn` map
+foreign key names onto ours, and then loads strictly: anything missing, unexpected or mis-shaped is an error
+that lists it. The only tolerated difference is the classifier when `num_classes` differs (fine-tuning).
+"""
+import json
+import logging
+import os
+
+import numpy as np
+import mindspore as ms
+
+from ..utils.io import atomic_path
+
+_logger = logging.getLogger(__name__)
+
+# Optimizer moments, loss-scale and bookkeeping entries that MindSpore/mindcv training writes next to the weights.
+TRAINING_STATE_PREFIXES = ("adam_m.", "adam_v.", "moments.", "moment1.", "moment2.", "accum.", "lion_m.", "lamb_m.",
+                           "lamb_v.", "mean_grad.", "mean_square.", "optimizer.", "ema.", "global_step",
+                           "learning_rate", "beta1_power", "beta2_power", "scale_sense", "loss_scale",
+                           "current_iterator_step", "last_overflow_iterator_step", "epoch_num", "step_num", "train.",
+                           "meta.")
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint's weights do not fit the model."""
+
+
+def _is_training_state(key):
+    return key.startswith(TRAINING_STATE_PREFIXES)
+
+
+def _read_torch(path):
+    try:
+        import torch
+    except ImportError as exc:
+        raise ImportError(f"{path} is a PyTorch file and torch is not installed: install torch, or convert it once "
+                          f"elsewhere with safetensors (`safetensors.torch.save_file(state_dict, 'x.safetensors')`) "
+                          f"and load the .safetensors file") from exc
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    for nested in ("state_dict", "model", "module"):
+        if isinstance(obj, dict) and isinstance(obj.get(nested), dict):
+            obj = obj[nested]
+    return {k[7:] if k.startswith("module.") else k: v.float().numpy() if v.is_floating_point() else v.numpy()
+            for k, v in obj.items() if hasattr(v, "numpy")}
+
+
+def _sniff_format(path):
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if head[:2] == b"PK":
+        return ".pth"
+    if len(head) == 9 and head[8:9] == b"{":
+        return ".safetensors"
+    return ".ckpt"
+
+
+def read_checkpoint(path):
+    """All entries of a checkpoint file as {name: numpy array or scalar}, whatever its format."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint file not found: {path!r}")
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in (".ckpt", ".safetensors", ".pth", ".pt", ".bin"):
+        ext = _sniff_format(path)
+    try:
+        if ext == ".safetensors":
+            from safetensors.numpy import load_file
+            return dict(load_file(path))
+        if ext in (".pth", ".pt", ".bin"):
+            return _read_torch(path)
+        entries = ms.load_checkpoint(path)
+    except (ImportError, FileNotFoundError):
+        raise
+    except Exception as exc:  # MindSpore and safetensors raise assorted types for a damaged file
+        raise ValueError(f"cannot read checkpoint {path!r}: the file is corrupt or not a {ext} checkpoint "
+                         f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})") \
+            from exc
+    return {k: v.asnumpy() if hasattr(v, "asnumpy") else v for k, v in entries.items()}
+
+
+def model_weights(entries, use_ema=False):
+    """The model's weights among checkpoint entries: training state is dropped; `use_ema` takes the `ema.` copies."""
+    if use_ema:
+        ema = {k[4:]: v for k, v in entries.items() if k.startswith("ema.")}
+        if not ema:
+            raise ValueError("use_ema=True but the checkpoint holds no `ema.*` weights")
+        return ema
+    return {k: v for k, v in entries.items() if isinstance(v, np.ndarray) and not _is_training_state(k)}
+
+
+def _adopt_norm_names(state, model_shapes):
+    """PyTorch LayerNorm `weight`/`bias` are MindSpore `gamma`/`beta`."""
+    out = {}
+    for key, value in state.items():
+        if key not in model_shapes:
+            for old, new in ((".weight", ".gamma"), (".bias", ".beta")):
+                if key.endswith(old) and key[:-len(old)] + new in model_shapes:
+                    key = key[:-len(old)] + new
+                    break
+        out[key] = value
+    return out
+
+
+def _classifier_names(model):
+    classifier = getattr(model, "pretrained_cfg", {}).get("classifier", "head")
+    return (classifier,) if isinstance(classifier, str) else tuple(classifier)
+
+
+def _summarise(names, limit=8):
+    names = sorted(names)
+    more = f" ... and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def load_checkpoint(model, path, use_ema=False):
+    """Load the weights of `path` into `model` strictly; returns the names of classifier weights dropped because
+    `num_classes` differs. Any other missing, unexpected or mis-shaped weight raises CheckpointMismatchError."""
+    entries = read_checkpoint(path)
+    state = model_weights(entries, use_ema)
+    params = {p.name: p for p in model.get_parameters()}
+    shapes = {name: tuple(p.shape) for name, p in params.items()}
+    filter_fn = getattr(model, "checkpoint_filter_fn", None)
+    if filter_fn is not None:
+        state = filter_fn(state, model)
+    state = _adopt_norm_names(state, shapes)
+
+    dropped = []
+    for head in _classifier_names(model):
+        keys = [k for k in (f"{head}.weight", f"{head}.bias") if k in state]
+        if keys and any(shapes.get(k) != tuple(state[k].shape) for k in keys):
+            dropped.extend(keys)
+            for key in keys:
+                del state[key]
+    if dropped:
+        _logger.warning("%s: classifier %s has another number of classes than the model (num_classes=%s): "
+                        "not loaded, it keeps its fresh initialisation", path, _summarise(dropped),
+                        getattr(model, "num_classes", "?"))
+    kept_fresh = {k for k in dropped if k in shapes}
+    missing = set(shapes) - set(state) - kept_fresh
+    unexpected = set(state) - set(shapes)
+    mismatched = [f"{k} (checkpoint {tuple(state[k].shape)}, model {shapes[k]})"
+                  for k in set(state) & set(shapes) if tuple(state[k].shape) != shapes[k]]
+    if missing or unexpected or mismatched:
+        problems = []
+        if missing:
+            problems.append(f"missing {len(missing)}: {_summarise(missing)}")
+        if unexpected:
+            problems.append(f"unexpected {len(unexpected)}: {_summarise(unexpected)}")
+        if mismatched:
+            problems.append(f"wrong shape {len(mismatched)}: {_summarise(mismatched)}")
+        raise CheckpointMismatchError(
+            f"checkpoint {os.fspath(path)!r} does not match model {type(model).__name__}"
+            f"{' (' + model.pretrained_cfg['architecture'] + ')' if hasattr(model, 'pretrained_cfg') else ''}: "
+            + "; ".join(problems) + ". Is it a checkpoint of another model or image size?")
+    for name, value in state.items():
+        param = params[name]
+        param.set_data(ms.Tensor(np.asarray(value), dtype=param.dtype))
+    return dropped
+
+
+def save_checkpoint(model_or_params, path, extra=None):
+    """Write weights (a Cell, or {name: array}) to `path` atomically: `.safetensors` or MindSpore `.ckpt`.
+
+    `extra` is a {name: array or scalar or str} of training state stored beside the weights (.ckpt only; strings
+    and lists are stored JSON-encoded)."""
+    if isinstance(model_or_params, ms.nn.Cell):
+        weights = {p.name: p.asnumpy() for p in model_or_params.get_parameters()}
+    else:
+        weights = {k: np.asarray(v.asnumpy() if hasattr(v, "asnumpy") else v) for k, v in model_or_params.items()}
+    path = os.fspath(path)
+    with atomic_path(path) as tmp:
+        if path.endswith(".safetensors"):
+            if extra:
+                raise ValueError("training state (extra=...) can only be saved in a .ckpt file")
+            from safetensors.numpy import save_file
+            save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, tmp)
+        else:
+            records = [{"name": k, "data": ms.Tensor(v)} for k, v in weights.items()]
+            append = None
+            if extra:
+                append = {k: json.dumps(v) if isinstance(v, (list, tuple, dict)) else v for k, v in extra.items()}
+            ms.save_checkpoint(records, tmp, append_dict=append)
+    return path
