@@ -37,6 +37,19 @@ def _update_param(beta1, beta2, eps, bias_correction1, bias_correction2, lr, wei
     return ops.cast(next_param, param.dtype)
 
 
+def _set_loss_scale(optimizer: nn.Optimizer, loss_scale: float) -> None:
+    """Make ``optimizer.scale_grad`` divide gradients by ``loss_scale``, leaving weight decay alone.
+
+    ``nn.Optimizer(loss_scale=...)`` also multiplies weight decay by the loss scale, which is right for optimizers
+    that add the decay to the still-scaled gradient, and wrong here: AdamW and Lion decay the weights directly.
+    """
+    if loss_scale <= 0:
+        raise ValueError(f"loss_scale must be positive, got {loss_scale}.")
+    optimizer.loss_scale = float(loss_scale)
+    optimizer.reciprocal_scale = Tensor(1.0 / loss_scale, ms.float32)
+    optimizer.need_scale = loss_scale != 1.0
+
+
 class AdamW(nn.Optimizer):
     """Adam with decoupled weight decay: ``p -= lr * (m_hat / (sqrt(v_hat) + eps) + weight_decay * p)``.
 
@@ -48,7 +61,8 @@ class AdamW(nn.Optimizer):
 
     def __init__(self, params, learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
                  loss_scale=1.0):
-        super().__init__(learning_rate, params, weight_decay, loss_scale)
+        super().__init__(learning_rate, params, weight_decay)
+        _set_loss_scale(self, loss_scale)
         if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
             raise ValueError(f"AdamW needs 0 <= beta1, beta2 < 1, got beta1={beta1}, beta2={beta2}.")
         if eps <= 0:
