@@ -95,149 +95,149 @@ def _add_mindcv_arguments(parser: argparse.ArgumentParser) -> None:
     """mindcv's arguments, with its defaults except where noted in the help."""
     group = parser.add_argument_group("System")
     group.add_argument("--mode", type=_int, default=0, choices=[0, 1],
-                       help="MindSpore execution mode: 0 = GRAPH_MODE, 1 = PYNATIVE_MODE (default: 0)")
-    _bool_flag(group, "--distribute", False, "Data-parallel training over all launched workers (default: False)")
-    _bool_flag(group, "--val_while_train", False, "Validate during training (default: False)")
-    group.add_argument("--val_interval", type=_int, default=1, help="Validate every N epochs (default: 1)")
-    group.add_argument("--log_interval", type=_int, default=100, help="Log every N steps (default: 100)")
-    group.add_argument("--seed", type=_int, default=42, help="Seed for numpy, random and MindSpore (default: 42)")
+                       help="MindSpore execution mode: 0 = GRAPH_MODE, 1 = PYNATIVE_MODE")
+    _bool_flag(group, "--distribute", False, "Data-parallel training over all launched workers")
+    _bool_flag(group, "--val_while_train", False, "Validate during training")
+    group.add_argument("--val_interval", type=_int, default=1, help="Validate every N epochs")
+    group.add_argument("--log_interval", type=_int, default=100, help="Log every N steps")
+    group.add_argument("--seed", type=_int, default=42, help="Seed for numpy, random and MindSpore")
     group.add_argument("--device_target", type=str, default="Ascend", choices=["Ascend", "GPU", "CPU"],
-                       help="Device to run on (default: Ascend)")
+                       help="Device to run on")
 
     group = parser.add_argument_group("Dataset")
-    group.add_argument("--dataset", type=str, default="imagenet", help="Dataset type (default: imagenet)")
-    group.add_argument("--data_dir", type=str, default="./", help="Dataset root directory (default: ./)")
-    group.add_argument("--train_split", type=str, default="train", help="Training split subfolder (default: train)")
-    group.add_argument("--val_split", type=str, default="val", help="Validation split subfolder (default: val)")
-    _bool_flag(group, "--dataset_download", False, "Download the dataset if the type supports it (default: False)")
+    group.add_argument("--dataset", type=str, default="imagenet", help="Dataset type")
+    group.add_argument("--data_dir", type=str, default="./", help="Dataset root directory")
+    group.add_argument("--train_split", type=str, default="train", help="Training split subfolder")
+    group.add_argument("--val_split", type=str, default="val", help="Validation split subfolder")
+    _bool_flag(group, "--dataset_download", False, "Download the dataset if the type supports it")
     group.add_argument("--num_parallel_workers", type=_int, default=8,
-                       help="Data-loading worker processes (default: 8)")
-    _bool_flag(group, "--shuffle", True, "Shuffle the training set (default: True)")
+                       help="Data-loading worker processes")
+    _bool_flag(group, "--shuffle", True, "Shuffle the training set")
     group.add_argument("--num_samples", type=_int, default=None,
-                       help="Use only this many samples; None = all (default: None)")
-    group.add_argument("--batch_size", type=_int, default=128, help="Batch size per device (default: 128)")
-    _bool_flag(group, "--drop_remainder", True, "Drop the last incomplete training batch (default: True)")
+                       help="Use only this many samples; None = all")
+    group.add_argument("--batch_size", type=_int, default=128, help="Batch size per device")
+    _bool_flag(group, "--drop_remainder", True, "Drop the last incomplete training batch")
     group.add_argument("--aug_repeats", type=_int, default=0,
-                       help="Repeated augmentation: each sample N times per epoch; 0 or 1 = off (default: 0)")
+                       help="Repeated augmentation: each sample N times per epoch; 0 or 1 = off")
 
     group = parser.add_argument_group("Augmentation")
-    group.add_argument("--image_resize", type=_int, default=224, help="Input image size (default: 224)")
+    group.add_argument("--image_resize", type=_int, default=224, help="Input image size")
     group.add_argument("--scale", type=_float, nargs=2, default=[0.08, 1.0], metavar=("MIN", "MAX"),
-                       help="Random-resized-crop area range (default: 0.08 1.0)")
+                       help="Random-resized-crop area range")
     group.add_argument("--ratio", type=_float, nargs=2, default=[0.75, 1.333], metavar=("MIN", "MAX"),
-                       help="Random-resized-crop aspect-ratio range (default: 0.75 1.333)")
-    group.add_argument("--hflip", type=_float, default=0.5, help="Horizontal flip probability (default: 0.5)")
-    group.add_argument("--vflip", type=_float, default=0.0, help="Vertical flip probability (default: 0.0)")
+                       help="Random-resized-crop aspect-ratio range")
+    group.add_argument("--hflip", type=_float, default=0.5, help="Horizontal flip probability")
+    group.add_argument("--vflip", type=_float, default=0.0, help="Vertical flip probability")
     group.add_argument("--color_jitter", type=_float, nargs="+", action=_FloatOrList, default=0.4,
-                       help="Color jitter strength, or brightness contrast saturation [hue] (default: 0.4)")
+                       help="Color jitter strength, or brightness contrast saturation [hue]")
     group.add_argument("--interpolation", type=str, default="bilinear",
-                       help="Resize interpolation, e.g. bilinear, bicubic (default: bilinear)")
+                       help="Resize interpolation, e.g. bilinear, bicubic")
     group.add_argument("--auto_augment", type=str, default=None,
-                       help="AutoAugment policy, e.g. randaug-m9-mstd0.5-inc1; None = off (default: None)")
-    group.add_argument("--re_prob", type=_float, default=0.0, help="Random erasing probability (default: 0.0)")
+                       help="AutoAugment policy, e.g. randaug-m9-mstd0.5-inc1; None = off")
+    group.add_argument("--re_prob", type=_float, default=0.0, help="Random erasing probability")
     group.add_argument("--re_scale", type=_float, nargs=2, default=[0.02, 0.33], metavar=("MIN", "MAX"),
-                       help="Random erasing area range (default: 0.02 0.33)")
+                       help="Random erasing area range")
     group.add_argument("--re_ratio", type=_float, nargs=2, default=[0.3, 3.3], metavar=("MIN", "MAX"),
-                       help="Random erasing aspect-ratio range (default: 0.3 3.3)")
+                       help="Random erasing aspect-ratio range")
     group.add_argument("--re_value", type=_number_or_str, default=0,
-                       help="Random erasing fill: a number or 'random' (default: 0)")
+                       help="Random erasing fill: a number or 'random'")
     group.add_argument("--re_max_attempts", type=_int, default=10,
-                       help="Random erasing attempts before giving up (default: 10)")
+                       help="Random erasing attempts before giving up")
     group.add_argument("--mean", type=_float, nargs="+", default=[0.485 * 255, 0.456 * 255, 0.406 * 255],
-                       help="Per-channel mean, 0-255 scale (default: ImageNet's)")
+                       help="Per-channel mean, 0-255 scale")
     group.add_argument("--std", type=_float, nargs="+", default=[0.229 * 255, 0.224 * 255, 0.225 * 255],
-                       help="Per-channel std, 0-255 scale (default: ImageNet's)")
-    group.add_argument("--crop_pct", type=_float, default=0.875, help="Center-crop fraction at eval (default: 0.875)")
-    group.add_argument("--mixup", type=_float, default=0.0, help="Mixup alpha; 0 = off (default: 0.0)")
-    group.add_argument("--cutmix", type=_float, default=0.0, help="CutMix alpha; 0 = off (default: 0.0)")
+                       help="Per-channel std, 0-255 scale")
+    group.add_argument("--crop_pct", type=_float, default=0.875, help="Center-crop fraction at eval")
+    group.add_argument("--mixup", type=_float, default=0.0, help="Mixup alpha; 0 = off")
+    group.add_argument("--cutmix", type=_float, default=0.0, help="CutMix alpha; 0 = off")
     group.add_argument("--cutmix_prob", type=_float, default=1.0,
-                       help="Probability of applying mixup or cutmix to a batch (default: 1.0)")
+                       help="Probability of applying mixup or cutmix to a batch")
 
     group = parser.add_argument_group("Model")
-    group.add_argument("--model", type=str, default="pit_ti", help="Model name (default: pit_ti; mindcv's differs)")
+    group.add_argument("--model", type=str, default="pit_ti", help="Model name, e.g. pit_xs, pvt_tiny, pvt_v2_b0")
     group.add_argument("--num_classes", type=_int, default=None,
-                       help="Number of classes; None = read from the dataset (default: None)")
-    group.add_argument("--in_channels", type=_int, default=3, help="Input channels (default: 3)")
+                       help="Number of classes; None = read from the dataset")
+    group.add_argument("--in_channels", type=_int, default=3, help="Input channels")
     group.add_argument("--drop_rate", type=_float, default=None, help="Dropout rate; None = model default")
     group.add_argument("--drop_path_rate", type=_float, default=None, help="Stochastic depth rate; None = model default")
-    _bool_flag(group, "--pretrained", False, "Start from pretrained weights (default: False)")
+    _bool_flag(group, "--pretrained", False, "Start from pretrained weights")
     group.add_argument("--ckpt_path", type=str, default="",
-                       help="Load model weights from this checkpoint; '' = none (default: '')")
+                       help="Load model weights from this checkpoint; '' = none")
     group.add_argument("--resume", type=str, default="",
-                       help="Resume training (model, optimizer, epoch) from this checkpoint; '' = none (default: '')")
-    group.add_argument("--keep_checkpoint_max", type=_int, default=10, help="Checkpoints to keep (default: 10)")
-    group.add_argument("--ckpt_save_dir", type=str, default="./ckpt", help="Checkpoint directory (default: ./ckpt)")
-    group.add_argument("--ckpt_save_interval", type=_int, default=1, help="Save every N epochs (default: 1)")
+                       help="Resume training (model, optimizer, epoch) from this checkpoint; '' = none")
+    group.add_argument("--keep_checkpoint_max", type=_int, default=10, help="Checkpoints to keep")
+    group.add_argument("--ckpt_save_dir", type=str, default="./ckpt", help="Checkpoint directory")
+    group.add_argument("--ckpt_save_interval", type=_int, default=1, help="Save every N epochs")
     group.add_argument("--ckpt_save_policy", type=str, default="latest_k", choices=["latest_k", "top_k"],
-                       help="Keep the latest or the best (needs val_while_train) checkpoints (default: latest_k)")
-    group.add_argument("--epoch_size", type=_int, default=90, help="Training epochs (default: 90)")
-    _bool_flag(group, "--dataset_sink_mode", True, "Feed data through the device queue (default: True)")
-    _bool_flag(group, "--ema", False, "Keep an exponential moving average of the weights (default: False)")
-    group.add_argument("--ema_decay", type=_float, default=0.9999, help="EMA decay (default: 0.9999)")
-    _bool_flag(group, "--clip_grad", False, "Clip gradients by global norm (default: False)")
-    group.add_argument("--clip_value", type=_float, default=15.0, help="Gradient clipping norm (default: 15.0)")
+                       help="Keep the latest or the best (needs val_while_train) checkpoints")
+    group.add_argument("--epoch_size", type=_int, default=90, help="Training epochs")
+    _bool_flag(group, "--dataset_sink_mode", True, "Feed data through the device queue")
+    _bool_flag(group, "--ema", False, "Keep an exponential moving average of the weights")
+    group.add_argument("--ema_decay", type=_float, default=0.9999, help="EMA decay")
+    _bool_flag(group, "--clip_grad", False, "Clip gradients by global norm")
+    group.add_argument("--clip_value", type=_float, default=15.0, help="Gradient clipping norm")
     group.add_argument("--layer_decay", type=_float, default=None,
-                       help="Layer-wise lr decay; not supported by mindcv_lite's optimizers (default: None)")
+                       help="Layer-wise lr decay; not supported by mindcv_lite's optimizers")
     group.add_argument("--gradient_accumulation_steps", type=_int, default=1,
-                       help="Accumulate gradients over N batches per update (default: 1)")
+                       help="Accumulate gradients over N batches per update")
 
     group = parser.add_argument_group("Optimizer")
     group.add_argument("--opt", type=str.lower, default="adam", choices=["sgd", "momentum", "adam", "adamw", "lion"],
-                       help="Optimizer (default: adam)")
-    group.add_argument("--momentum", type=_float, default=0.9, help="Momentum for sgd/momentum (default: 0.9)")
-    group.add_argument("--weight_decay", type=_float, default=1e-6, help="Weight decay (default: 1e-6)")
-    _bool_flag(group, "--use_nesterov", False, "Nesterov momentum (default: False)")
+                       help="Optimizer")
+    group.add_argument("--momentum", type=_float, default=0.9, help="Momentum for sgd/momentum")
+    group.add_argument("--weight_decay", type=_float, default=1e-6, help="Weight decay")
+    _bool_flag(group, "--use_nesterov", False, "Nesterov momentum")
     group.add_argument("--weight_decay_filter", type=str, default="norm_and_bias",
                        choices=["disable", "auto", "norm_and_bias"],
                        help="Parameters without weight decay: norm_and_bias = norms, biases and the model's "
                             "no_weight_decay() (position embeddings, class tokens); disable = none; auto = "
-                            "MindSpore's gamma/beta filter (default: norm_and_bias; mindcv's is disable)")
+                            "MindSpore's gamma/beta filter (mindcv's default is disable)")
     group.add_argument("--filter_bias_and_bn", type=str2bool, nargs="?", const=True, action=_FilterBiasAndBn,
                        default=argparse.SUPPRESS,
                        help="Older mindcv spelling: True = --weight_decay_filter norm_and_bias, False = disable")
     group.add_argument("--eps", type=_float, default=None,
-                       help="Adam/AdamW epsilon; None = their default 1e-8, as mindcv uses (default: None)")
+                       help="Adam/AdamW epsilon; None = their default 1e-8, as in mindcv")
 
     group = parser.add_argument_group("Scheduler")
     group.add_argument("--scheduler", type=str, default="cosine_decay",
                        choices=["constant", "cosine_decay", "exponential_decay", "step_decay", "multi_step_decay"],
-                       help="Learning-rate schedule after warmup (default: cosine_decay)")
-    group.add_argument("--lr", type=_float, default=0.001, help="Peak learning rate (default: 0.001)")
-    group.add_argument("--min_lr", type=_float, default=1e-6, help="Final cosine learning rate (default: 1e-6)")
-    group.add_argument("--warmup_epochs", type=_int, default=3, help="Linear warmup epochs (default: 3)")
+                       help="Learning-rate schedule after warmup")
+    group.add_argument("--lr", type=_float, default=0.001, help="Peak learning rate")
+    group.add_argument("--min_lr", type=_float, default=1e-6, help="Final cosine learning rate")
+    group.add_argument("--warmup_epochs", type=_int, default=3, help="Linear warmup epochs")
     group.add_argument("--warmup_factor", type=_float, default=0.0,
-                       help="Warmup starts at lr * warmup_factor (default: 0.0)")
+                       help="Warmup starts at lr * warmup_factor")
     group.add_argument("--decay_epochs", type=_int, default=100,
-                       help="Cosine length / step_decay period, in epochs after warmup (default: 100)")
+                       help="Cosine length / step_decay period, in epochs after warmup")
     group.add_argument("--decay_rate", type=_float, default=0.9,
-                       help="Factor of exponential/step/multi-step decay (default: 0.9)")
+                       help="Factor of exponential/step/multi-step decay")
     group.add_argument("--multi_step_decay_milestones", type=_int, nargs="+", default=[30, 60, 90],
-                       help="Epochs after warmup where multi_step_decay multiplies lr by decay_rate (default: 30 60 90)")
-    _bool_flag(group, "--lr_epoch_stair", False, "Keep lr constant within each epoch (default: False)")
-    group.add_argument("--num_cycles", type=_int, default=1, help="Cosine cycles (default: 1)")
+                       help="Epochs after warmup where multi_step_decay multiplies lr by decay_rate")
+    _bool_flag(group, "--lr_epoch_stair", False, "Keep lr constant within each epoch")
+    group.add_argument("--num_cycles", type=_int, default=1, help="Cosine cycles")
     group.add_argument("--cycle_decay", type=_float, default=1.0,
-                       help="Peak lr factor from one cosine cycle to the next (default: 1.0)")
+                       help="Peak lr factor from one cosine cycle to the next")
 
     group = parser.add_argument_group("Loss")
     group.add_argument("--loss", type=str.upper, default="CE", choices=["CE", "BCE"],
-                       help="CE (softmax cross-entropy) or BCE (sigmoid binary cross-entropy); any case (default: CE)")
-    group.add_argument("--label_smoothing", type=_float, default=0.0, help="Label smoothing (default: 0.0)")
-    group.add_argument("--aux_factor", type=_float, default=0.0, help="Weight of auxiliary-head losses (default: 0.0)")
+                       help="CE (softmax cross-entropy) or BCE (sigmoid binary cross-entropy); any case")
+    group.add_argument("--label_smoothing", type=_float, default=0.0, help="Label smoothing")
+    group.add_argument("--aux_factor", type=_float, default=0.0, help="Weight of auxiliary-head losses")
     group.add_argument("--reduction", type=str, default="mean", choices=["mean", "sum", "none"],
-                       help="Loss reduction (default: mean)")
+                       help="Loss reduction")
 
     group = parser.add_argument_group("Mixed precision")
     group.add_argument("--amp_level", type=str, default="O0", choices=["O0", "O1", "O2", "O3", "auto"],
-                       help="Automatic mixed precision level for training (default: O0)")
+                       help="Automatic mixed precision level for training")
     group.add_argument("--val_amp_level", type=str, default="O0", choices=["O0", "O1", "O2", "O3", "auto"],
-                       help="Automatic mixed precision level for validation (default: O0)")
+                       help="Automatic mixed precision level for validation")
     group.add_argument("--amp_cast_list", type=str, default=None,
-                       help="Cells to cast, e.g. '[nn.Conv2d]'; None = MindSpore's lists (default: None)")
+                       help="Cells to cast, e.g. '[nn.Conv2d]'; None = MindSpore's lists")
     group.add_argument("--loss_scale_type", type=str, default="fixed", choices=["fixed", "dynamic", "auto"],
-                       help="Loss scaling (default: fixed)")
-    group.add_argument("--loss_scale", type=_float, default=1.0, help="(Initial) loss scale (default: 1.0)")
+                       help="Loss scaling")
+    group.add_argument("--loss_scale", type=_float, default=1.0, help="(Initial) loss scale")
     _bool_flag(group, "--drop_overflow_update", False,
-               "Skip the update of a step whose gradients overflow (default: False)")
+               "Skip the update of a step whose gradients overflow")
 # fmt: on
 
 
@@ -246,6 +246,7 @@ def create_parser(add_arguments: Optional[AddArguments] = None) -> argparse.Argu
     parser = argparse.ArgumentParser(
         description="mindcv_lite training and validation (mindcv-compatible arguments)",
         usage="%(prog)s [-c CONFIG.yaml] [--name value ...]   (-h lists all arguments)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,  # shows the defaults in force, YAML included
         allow_abbrev=False,  # `--warmup 5` must fail, not guess an argument
     )
     parser.add_argument("-c", "--config", type=str, default="",
