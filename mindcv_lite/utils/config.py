@@ -159,7 +159,8 @@ def _add_mindcv_arguments(parser: argparse.ArgumentParser) -> None:
                        help="Number of classes; None = read from the dataset")
     group.add_argument("--in_channels", type=_int, default=3, help="Input channels")
     group.add_argument("--drop_rate", type=_float, default=None, help="Dropout rate; None = model default")
-    group.add_argument("--drop_path_rate", type=_float, default=None, help="Stochastic depth rate; None = model default")
+    group.add_argument("--drop_path_rate", type=_float, default=None,
+                       help="Stochastic depth rate; None = model default")
     _bool_flag(group, "--pretrained", False, "Start from pretrained weights")
     group.add_argument("--ckpt_path", type=str, default="",
                        help="Load model weights from this checkpoint; '' = none")
