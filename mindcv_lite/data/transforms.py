@@ -1,0 +1,143 @@
+"""Train and eval transform lists for encoded image bytes (mindcv's `create_transforms`, timm's semantics)."""
+import math
+
+import numpy as np
+import mindspore.dataset.vision as vision
+
+from .auto_augment import create_auto_augment
+from .constants import DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, interpolation_mode
+from .seeded import SeededTransform
+
+__all__ = ["RandomErasing", "create_transforms", "transforms_imagenet_eval", "transforms_imagenet_train"]
+
+
+class RandomErasing(SeededTransform):
+    """timm's RandomErasing on a normalised CHW float32 image: one box, area fraction uniform in `scale`,
+    aspect ratio log-uniform in `ratio`, filled with `value` (a number, one per channel, or "random" for
+    per-pixel standard-normal noise). Gives up silently after `max_attempts` boxes that do not fit, as timm does.
+    """
+
+    def __init__(self, prob=0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0, max_attempts=10):
+        if isinstance(value, str) and value != "random":
+            raise ValueError(f"re_value must be a number, one number per channel, or 'random'; got {value!r}.")
+        self.prob = prob
+        self.scale = scale
+        self.log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+        self.value = value
+        self.max_attempts = max_attempts
+
+    def __repr__(self):
+        return f"RandomErasing(prob={self.prob}, scale={self.scale}, value={self.value!r})"
+
+    def apply(self, image, rng):
+        if rng.random() > self.prob:
+            return image
+        channels, height, width = image.shape
+        area = height * width
+        for _ in range(self.max_attempts):
+            target_area = rng.uniform(*self.scale) * area
+            aspect = math.exp(rng.uniform(*self.log_ratio))
+            h = int(round(math.sqrt(target_area * aspect)))
+            w = int(round(math.sqrt(target_area / aspect)))
+            if h < height and w < width:
+                top = rng.randint(0, height - h)
+                left = rng.randint(0, width - w)
+                image = image.copy()  # MindSpore may hand over a read-only buffer
+                image[:, top : top + h, left : left + w] = self._fill((channels, h, w), rng)
+                return image
+        return image
+
+    def _fill(self, shape, rng):
+        if self.value == "random":
+            return np.random.default_rng(rng.getrandbits(64)).standard_normal(shape, dtype=np.float32)
+        return np.asarray(self.value, dtype=np.float32).reshape(-1, 1, 1)
+
+
+def _color_jitter_args(color_jitter):
+    if isinstance(color_jitter, (list, tuple)):
+        if len(color_jitter) not in (3, 4):
+            raise ValueError(f"color_jitter needs 3 (brightness, contrast, saturation) or 4 (+hue) values, got {color_jitter}")
+        return tuple(color_jitter)
+    return (float(color_jitter),) * 3
+
+
+def transforms_imagenet_train(
+    image_resize=224,
+    scale=(0.08, 1.0),
+    ratio=(0.75, 1.333),
+    hflip=0.5,
+    vflip=0.0,
+    color_jitter=0.4,
+    interpolation="bilinear",
+    auto_augment=None,
+    mean=IMAGENET_DEFAULT_MEAN,
+    std=IMAGENET_DEFAULT_STD,
+    re_prob=0.0,
+    re_scale=(0.02, 0.33),
+    re_ratio=(0.3, 3.3),
+    re_value=0,
+    re_max_attempts=10,
+    separate=False,
+):
+    """Random-resized-crop (decode fused for JPEG input), flips, auto-augment or colour jitter, normalise, CHW,
+    random erasing. With `separate` returns the (primary, secondary, final) stages for augmentation splits."""
+    primary = [
+        vision.RandomCropDecodeResize(image_resize, scale=tuple(scale), ratio=tuple(ratio), interpolation=interpolation_mode(interpolation))
+    ]
+    if hflip > 0:
+        primary.append(vision.RandomHorizontalFlip(prob=hflip))
+    if vflip > 0:
+        primary.append(vision.RandomVerticalFlip(prob=vflip))
+    secondary = []
+    if auto_augment:
+        # colour jitter is off when an auto-augment policy is on (timm and mindcv behave the same way)
+        size = min(image_resize) if isinstance(image_resize, (list, tuple)) else image_resize
+        secondary.append(create_auto_augment(auto_augment, size, mean, interpolation))
+    elif color_jitter:
+        secondary.append(vision.RandomColorAdjust(*_color_jitter_args(color_jitter)))
+    final = [vision.Normalize(mean=mean, std=std), vision.HWC2CHW()]
+    if re_prob > 0:
+        final.append(RandomErasing(re_prob, tuple(re_scale), tuple(re_ratio), re_value, re_max_attempts))
+    if separate:
+        return primary, secondary, final
+    return primary + secondary + final
+
+
+def transforms_imagenet_eval(
+    image_resize=224, crop_pct=DEFAULT_CROP_PCT, interpolation="bilinear", mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD
+):
+    """Resize the shorter side to int(image_resize / crop_pct), centre-crop image_resize, normalise, CHW."""
+    if isinstance(image_resize, (list, tuple)) and image_resize[0] != image_resize[1]:
+        resize = tuple(int(s / crop_pct) for s in image_resize)
+    else:
+        size = image_resize[0] if isinstance(image_resize, (list, tuple)) else image_resize
+        resize = int(math.floor(size / crop_pct))
+    return [
+        vision.Decode(),
+        vision.Resize(resize, interpolation=interpolation_mode(interpolation)),
+        vision.CenterCrop(image_resize),
+        vision.Normalize(mean=mean, std=std),
+        vision.HWC2CHW(),
+    ]
+
+
+_TRAIN_ONLY = (
+    "scale", "ratio", "hflip", "vflip", "color_jitter", "auto_augment",
+    "re_prob", "re_scale", "re_ratio", "re_value", "re_max_attempts", "separate",
+)  # fmt: skip
+
+
+def create_transforms(dataset_name="imagenet", image_resize=224, is_training=False, **kwargs):
+    """The transform list for `create_loader`: train augmentation or eval resize/crop (mindcv argument names).
+
+    Train-only arguments are accepted and ignored for eval, so one config dict serves both; `crop_pct` is
+    ignored for training. Unknown arguments raise a TypeError.
+    """
+    if dataset_name.lower() not in ("imagenet", ""):
+        raise ValueError(f"create_transforms supports ImageNet-style data only, got dataset_name={dataset_name!r}.")
+    if is_training:
+        kwargs.pop("crop_pct", None)
+        return transforms_imagenet_train(image_resize, **kwargs)
+    for key in _TRAIN_ONLY:
+        kwargs.pop(key, None)
+    return transforms_imagenet_eval(image_resize, **kwargs)
