@@ -86,8 +86,15 @@ def solarize_add(img, add, thresh=128, **_):
     return img.point(_solarize_add_lut(add, thresh))
 
 
+@lru_cache(maxsize=None)
+def _posterize_lut(bits_to_keep):
+    mask = ~(2 ** (8 - bits_to_keep) - 1)
+    return [i & mask for i in range(256)] * 3
+
+
 def posterize(img, bits_to_keep, **_):
-    return img if bits_to_keep >= 8 else ImageOps.posterize(img, bits_to_keep)
+    # a LUT rather than ImageOps.posterize: Pillow >= 11 rejects bits=0, which timm's levels reach (all black)
+    return img if bits_to_keep >= 8 else img.point(_posterize_lut(bits_to_keep))
 
 
 def contrast(img, factor, **_):

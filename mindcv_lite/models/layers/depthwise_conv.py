@@ -1,8 +1,4 @@
-"""Depthwise convolution on channels-last maps, as a sum of shifted, strided slices.
-
-PiT's pooling (3x3, stride 2, channel multiplier 2) is a grouped convolution; summing k*k slices scaled
-per channel keeps it in fast element-wise ops on MindSpore 2.10's CPU backend and needs no layout change.
-"""
+"""Depthwise (grouped) convolution on channels-last maps: PiT's pooling and PVTv2's MLP convolution."""
 import math
 
 import mindspore as ms
@@ -14,32 +10,21 @@ class DepthwiseConv2d(nn.Cell):
     """`Conv2d(channels, channels * multiplier, kernel_size, stride, padding, groups=channels)` with bias.
 
     Input (B, H, W, C) and output (B, H_out, W_out, C * multiplier); output channel `c * multiplier + r`
-    reads input channel `c`, the PyTorch grouped-convolution order. Weight layout (C * multiplier, 1, k, k).
+    reads input channel `c`, the PyTorch grouped-convolution order. Padding is explicit and symmetric
+    (MindSpore's `nn.Conv2d` default 'same' pads asymmetrically). Written with the Conv2D primitive: summing
+    strided slices instead trips MindSpore 2.10's CPU StridedSliceGrad ("input memory out of bounds").
     """
 
     def __init__(self, channels, multiplier=1, kernel_size=3, stride=1, padding=1):
         super().__init__()
-        self.channels, self.multiplier = channels, multiplier
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         out_chans = channels * multiplier
         self.weight = Parameter(initializer(HeUniform(math.sqrt(5)), (out_chans, 1, kernel_size, kernel_size),
                                             ms.float32), name="weight")
         self.bias = Parameter(initializer(Uniform(1 / math.sqrt(kernel_size * kernel_size)), (out_chans,),
                                           ms.float32), name="bias")
+        self.conv = ops.Conv2D(out_channel=out_chans, kernel_size=kernel_size, pad_mode="pad", pad=padding,
+                               stride=stride, group=channels)
 
     def construct(self, x):
-        batch, height, width, chans = x.shape
-        k, s, p, m = self.kernel_size, self.stride, self.padding, self.multiplier
-        out_h, out_w = (height + 2 * p - k) // s + 1, (width + 2 * p - k) // s + 1
-        if p > 0:
-            x = ops.pad(x, (0, 0, p, p, p, p))
-        taps = self.weight.reshape(chans, m, k * k)
-        if m > 1:
-            x = x.reshape(batch, height + 2 * p, width + 2 * p, chans, 1)
-        else:
-            taps = taps.reshape(chans, k * k)
-        out = x[:, 0:s * (out_h - 1) + 1:s, 0:s * (out_w - 1) + 1:s] * taps[..., 0]
-        for tap in range(1, k * k):
-            i, j = tap // k, tap % k
-            out = out + x[:, i:i + s * (out_h - 1) + 1:s, j:j + s * (out_w - 1) + 1:s] * taps[..., tap]
-        return out.reshape(batch, out_h, out_w, chans * m) + self.bias
+        x = self.conv(x.transpose(0, 3, 1, 2), self.weight)
+        return x.transpose(0, 2, 3, 1) + self.bias
