@@ -1,7 +1,7 @@
 """Data pipeline: ImageNet-style folders -> robust sharded dataset -> augmented, mixed batches."""
 from .auto_augment import create_auto_augment
 from .constants import DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from .dataset import IMAGE_EXTENSIONS, create_dataset, find_classes
+from .dataset import IMAGE_EXTENSIONS, create_dataset, find_classes, set_epoch
 from .loader import create_loader
 from .mixup import Mixup
 from .transforms import create_transforms
@@ -17,4 +17,5 @@ __all__ = [
     "create_loader",
     "create_transforms",
     "find_classes",
+    "set_epoch",
 ]

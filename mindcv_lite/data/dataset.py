@@ -196,3 +196,11 @@ def create_dataset(
     dataset.num_classes = lambda: len(class_names)
     dataset.shard_id = shard_id or 0  # lets create_loader give each rank its own augmentation seeds
     return dataset
+
+
+def set_epoch(dataset, epoch):
+    """Make the next pass over a `create_dataset` dataset read epoch `epoch`'s order (exact resume).
+
+    The shuffle order depends only on (seed, epoch), never on where a run started.
+    """
+    dataset.sampler.epoch = epoch
