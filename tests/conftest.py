@@ -1,6 +1,6 @@
 """Shared fixtures: execution mode, and the reference parameter tables / weights / goldens in fixtures/."""
 import csv
-import sys
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +9,20 @@ import pytest
 import mindspore as ms
 
 REFERENCE_DIR = Path(__file__).parent / "fixtures" / "reference"
-sys.path.insert(0, str(REFERENCE_DIR))
-from reference_weights import read_param_table, reference_input, reference_weights  # noqa: E402
+
+
+def _load_reference_weights_module():
+    """Import reference_weights.py by path: putting its folder on sys.path would make its `torch/` data folder
+    importable as a fake `torch` package."""
+    spec = importlib.util.spec_from_file_location("reference_weights", REFERENCE_DIR / "reference_weights.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_reference = _load_reference_weights_module()
+read_param_table, reference_input, reference_weights = (_reference.read_param_table, _reference.reference_input,
+                                                        _reference.reference_weights)
 
 ms.set_context(device_target="CPU")
 
