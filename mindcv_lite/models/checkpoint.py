@@ -161,6 +161,15 @@ def load_checkpoint(model, path, use_ema=False):
     return dropped
 
 
+def _append_value(value):
+    """MindSpore stores scalars, strings and Tensors beside the weights: lists/dicts go JSON-encoded."""
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value)
+    if isinstance(value, np.ndarray):
+        return ms.Tensor(value)
+    return value
+
+
 def save_checkpoint(model_or_params, path, extra=None):
     """Write weights (a Cell, or {name: array}) to `path` atomically: `.safetensors` or MindSpore `.ckpt`.
 
@@ -181,6 +190,6 @@ def save_checkpoint(model_or_params, path, extra=None):
             records = [{"name": k, "data": ms.Tensor(v)} for k, v in weights.items()]
             append = None
             if extra:
-                append = {k: json.dumps(v) if isinstance(v, (list, tuple, dict)) else v for k, v in extra.items()}
+                append = {k: _append_value(v) for k, v in extra.items()}
             ms.save_checkpoint(records, tmp, append_dict=append)
     return path
