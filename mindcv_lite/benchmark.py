@@ -31,7 +31,7 @@ def build_step(model, what, num_classes):
 
 def run(model_name, batch_size=16, what="infer", mode="graph", img_size=224, steps=5, num_classes=1000):
     ms.set_context(mode=MODES[mode], device_target="CPU")
-    model = create_model(model_name, num_classes=num_classes)
+    model = create_model(model_name, num_classes=num_classes, img_size=img_size)
     step = build_step(model, what, num_classes)
     rng = np.random.default_rng(0)
     images = ms.Tensor(rng.standard_normal((batch_size, 3, img_size, img_size), dtype=np.float32))
