@@ -14,7 +14,7 @@ import yaml
 
 from .io import atomic_path
 
-__all__ = ["create_parser", "parse_args", "save_config", "str2bool"]
+__all__ = ["add_validate_arguments", "create_parser", "parse_args", "save_config", "str2bool"]
 
 _logger = logging.getLogger(__name__)
 
@@ -101,8 +101,8 @@ def _add_mindcv_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--val_interval", type=_int, default=1, help="Validate every N epochs")
     group.add_argument("--log_interval", type=_int, default=100, help="Log every N steps")
     group.add_argument("--seed", type=_int, default=42, help="Seed for numpy, random and MindSpore")
-    group.add_argument("--device_target", type=str, default="Ascend", choices=["Ascend", "GPU", "CPU"],
-                       help="Device to run on")
+    group.add_argument("--device_target", type=str, default=None, choices=["Ascend", "GPU", "CPU"],
+                       help="Device to run on; None = Ascend when present, else CPU")
 
     group = parser.add_argument_group("Dataset")
     group.add_argument("--dataset", type=str, default="imagenet", help="Dataset type")
@@ -240,6 +240,13 @@ def _add_mindcv_arguments(parser: argparse.ArgumentParser) -> None:
     _bool_flag(group, "--drop_overflow_update", False,
                "Skip the update of a step whose gradients overflow")
 # fmt: on
+
+
+def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
+    """validate.py's own flags, on top of the training arguments (it reads the same recipes)."""
+    group = parser.add_argument_group("Validation")
+    group.add_argument("--output_json", type=str, default="",
+                       help="Also write the metrics (top1, top5 as fractions, loss, num_images) to this JSON file")
 
 
 def create_parser(add_arguments: Optional[AddArguments] = None) -> argparse.ArgumentParser:
