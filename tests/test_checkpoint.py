@@ -10,6 +10,7 @@ import mindspore as ms
 
 from conftest import reference_state
 from mindcv_lite import create_model, load_checkpoint, save_checkpoint
+from mindcv_lite.convert import main as convert_main
 from mindcv_lite.models import CheckpointMismatchError, read_checkpoint
 
 
@@ -188,3 +189,36 @@ def test_extra_training_state_is_stored_and_ignored_when_loading_weights(pit_ti,
     entries = read_checkpoint(path)
     assert int(entries["epoch_num"]) == 3 and int(entries["global_step"]) == 30
     load_checkpoint(pit_ti, path)
+
+
+def test_convert_cli_writes_our_layout_once(tmp_path, capsys):
+    state = reference_state("torch", "pit_ti_224")
+    src = tmp_path / "pit_ti_224.safetensors"
+    save_file(state, str(src))
+    dst = tmp_path / "pit_ti.ckpt"
+    convert_main([str(src), str(dst), "--model", "pit_ti"])
+    assert "num_classes=1000" in capsys.readouterr().out
+    converted = read_checkpoint(dst)
+    assert "transformers.0.blocks.0.attn.q.weight" in converted and not any("qkv" in k for k in converted)
+    assert_weights_equal(create_model("pit_ti", checkpoint_path=str(dst)),
+                         weights_of(create_model("pit_ti", checkpoint_path=str(src))))
+
+
+def test_convert_keeps_the_checkpoint_classes_and_drops_training_state(tmp_path):
+    source = create_model("pit_ti", img_size=64, num_classes=10)
+    src = save_checkpoint(source, tmp_path / "train.ckpt", extra={"global_step": np.array(7, np.int32)})
+    dst = tmp_path / "weights.safetensors"
+    convert_main([src, str(dst), "--model", "pit_ti", "--img_size", "64"])
+    converted = read_checkpoint(dst)
+    assert converted["head.weight"].shape == (10, 256) and "global_step" not in converted
+    assert_weights_equal(create_model("pit_ti", img_size=64, num_classes=10, checkpoint_path=str(dst)),
+                         weights_of(source))
+
+
+def test_convert_cli_errors_name_the_problem(tmp_path):
+    with pytest.raises(SystemExit, match="missing.ckpt"):
+        convert_main([str(tmp_path / "missing.ckpt"), str(tmp_path / "out.ckpt"), "--model", "pit_ti"])
+    src = save_checkpoint(create_model("pvt_tiny", img_size=64, num_classes=5), tmp_path / "pvt.ckpt")
+    with pytest.raises(SystemExit, match="does not match model"):
+        convert_main([src, str(tmp_path / "out.ckpt"), "--model", "pit_ti"])
+    assert not (tmp_path / "out.ckpt").exists()

@@ -115,22 +115,42 @@ def _summarise(names, limit=8):
     return ", ".join(names[:limit]) + more
 
 
-def load_checkpoint(model, path, use_ema=False):
-    """Load the weights of `path` into `model` strictly; returns the names of classifier weights dropped because
-    `num_classes` differs. Any other missing, unexpected or mis-shaped weight raises CheckpointMismatchError."""
-    entries = read_checkpoint(path)
+def model_state(model, entries, use_ema=False):
+    """The checkpoint entries' weights renamed and reshaped into `model`'s layout (not yet checked or loaded)."""
     state = model_weights(entries, use_ema)
-    params = {p.name: p for p in model.get_parameters()}
-    shapes = {name: tuple(p.shape) for name, p in params.items()}
     filter_fn = getattr(model, "checkpoint_filter_fn", None)
     if filter_fn is not None:
         state = filter_fn(state, model)
-    state = _adopt_norm_names(state, shapes)
+    return _adopt_norm_names(state, {p.name: tuple(p.shape) for p in model.get_parameters()})
+
+
+def checkpoint_num_classes(model, state):
+    """Number of classes of the checkpoint's classifier (a `model_state` dict), or None when it has none."""
+    weight = state.get(f"{_classifier_names(model)[0]}.weight")
+    return None if weight is None else int(weight.shape[0])
+
+
+def _differs_only_in_classes(state, shapes, keys):
+    """The classifier weights have another number of outputs but fit the model's features (fine-tuning)."""
+    checkpoint_shapes = [tuple(state[k].shape) for k in keys]
+    return all(c[0] != m[0] and c[1:] == m[1:] for c, m in zip(checkpoint_shapes, (shapes[k] for k in keys)))
+
+
+def load_checkpoint(model, path, use_ema=False):
+    """Load the weights of `path` into `model` strictly; returns the names of classifier weights dropped because
+    `num_classes` differs. Any other missing, unexpected or mis-shaped weight raises CheckpointMismatchError."""
+    return load_state(model, model_state(model, read_checkpoint(path), use_ema), path)
+
+
+def load_state(model, state, path):
+    """Load a `model_state` dict read from `path` (named in errors) into `model`: see `load_checkpoint`."""
+    params = {p.name: p for p in model.get_parameters()}
+    shapes = {name: tuple(p.shape) for name, p in params.items()}
 
     dropped = []
     for head in _classifier_names(model):
         keys = [k for k in (f"{head}.weight", f"{head}.bias") if k in state]
-        if keys and any(shapes.get(k) != tuple(state[k].shape) for k in keys):
+        if keys and all(k in shapes for k in keys) and _differs_only_in_classes(state, shapes, keys):
             dropped.extend(keys)
             for key in keys:
                 del state[key]
