@@ -37,7 +37,7 @@ PIT_TI_RECIPE = dict(
     color_jitter=0.4,
     crop_pct=0.875,
 )
-PIT_TI_MIX = dict(mixup=0.8, cutmix=1.0, cutmix_prob=1.0, label_smoothing=0.1)
+PIT_TI_MIX = dict(mixup=0.8, cutmix=1.0, cutmix_prob=1.0)
 
 
 def make_image_folder(root, num_images, num_classes=8, size=(500, 375), seed=0):
