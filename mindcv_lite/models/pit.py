@@ -159,6 +159,14 @@ def _rename_mindcv_key(key):
     return re.sub(r"^(\d+)\.(conv|fc)\.", r"pools.\1.\2.", key)
 
 
+def to_mindcv_key(key):
+    """Inverse of `_rename_mindcv_key`: the `Parameter.name` mindcv's PiT gives our weight `key`, so that
+    checkpoints written by train.py load into mindcv too."""
+    key = re.sub(r"^transformers\.0\.blocks\.", "0.blocks.", key)
+    key = re.sub(r"^transformers\.(\d+)\.blocks\.", r"0.blocks.\1.blocks.", key)
+    return re.sub(r"^pools\.(\d+)\.", r"\1.", key)
+
+
 def _rename_timm_key(key):
     """timm keeps each pooling inside the stage it feeds: `transformers.1.pool.*` is `pools.0.*`."""
     match = re.match(r"^transformers\.(\d+)\.pool\.(.*)", key)
@@ -187,7 +195,9 @@ def checkpoint_filter_fn(state_dict, model):
 
 
 def _create_pit(variant, pretrained=False, **kwargs):
-    return build_model_with_cfg(PoolingTransformer, variant, pretrained, checkpoint_filter_fn, **kwargs)
+    model = build_model_with_cfg(PoolingTransformer, variant, pretrained, checkpoint_filter_fn, **kwargs)
+    model.to_mindcv_key = to_mindcv_key
+    return model
 
 
 _MINDCV_URL = "https://download.mindspore.cn/toolkits/mindcv/pit/"
