@@ -1,4 +1,4 @@
-from . import pit, pvt  # noqa: F401 - registers the models
+from . import pit, pvt, pvt_v2  # noqa: F401 - registers the models
 from .checkpoint import CheckpointMismatchError, load_checkpoint, read_checkpoint, save_checkpoint
 from .factory import create_model
 from .registry import get_pretrained_cfg, is_model, list_models, model_entrypoint, register_model

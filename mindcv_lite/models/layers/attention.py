@@ -3,6 +3,10 @@ from mindspore import nn, ops
 
 from .norm import LayerNorm
 from .patch_conv import PatchConv2d
+from .pool import adaptive_avg_pool
+
+# PVTv2-li pools keys and values to this grid whatever the input size.
+LINEAR_SR_GRID = 7
 
 
 class Attention(nn.Cell):
@@ -10,12 +14,13 @@ class Attention(nn.Cell):
 
     `sr_ratio > 1` (PVT): keys and values are computed from the token map reduced by a stride-`sr_ratio`
     convolution followed by LayerNorm (eps 1e-5, as in the PVT code); the map size is then passed to
-    `construct`. `fused_kv` chooses the parameter layout of the reference checkpoints: PVT stores a fused
+    `construct`. `linear_sr` (PVTv2-li) instead average-pools the map to 7x7, then 1x1 convolution, LayerNorm
+    and exact GELU. `fused_kv` chooses the parameter layout of the reference checkpoints: PVT stores a fused
     `kv` projection, PiT separate `k` and `v`. Both compute the same function.
     """
 
     def __init__(self, dim, num_heads, qkv_bias=True, attn_drop=0.0, proj_drop=0.0, sr_ratio=1, fused_kv=False,
-                 sr_norm_eps=1e-5):
+                 sr_norm_eps=1e-5, linear_sr=False):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
@@ -33,7 +38,12 @@ class Attention(nn.Cell):
         self.proj = nn.Dense(dim, dim)
         self.proj_drop = nn.Dropout(p=proj_drop)
         self.sr_ratio = sr_ratio
-        if sr_ratio > 1:
+        self.linear_sr = linear_sr
+        if linear_sr:
+            self.sr = PatchConv2d(dim, dim, kernel_size=1, stride=1)
+            self.norm = LayerNorm(dim, eps=sr_norm_eps)
+            self.act = nn.GELU(approximate=False)
+        elif sr_ratio > 1:
             self.sr = PatchConv2d(dim, dim, kernel_size=sr_ratio, stride=sr_ratio)
             self.norm = LayerNorm(dim, eps=sr_norm_eps)
 
@@ -45,7 +55,10 @@ class Attention(nn.Cell):
         batch, tokens, dim = x.shape
         q = self._split_heads(self.q(x) * self.scale)
         kv_input = x
-        if self.sr_ratio > 1:
+        if self.linear_sr:
+            kv_input = self.sr(adaptive_avg_pool(x.reshape(batch, height, width, dim), LINEAR_SR_GRID))
+            kv_input = self.act(self.norm(kv_input.reshape(batch, -1, dim)))
+        elif self.sr_ratio > 1:
             kv_input = self.sr(x.reshape(batch, height, width, dim))
             kv_input = self.norm(kv_input.reshape(batch, -1, dim))
         if self.fused_kv:

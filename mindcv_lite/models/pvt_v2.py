@@ -1,0 +1,196 @@
+"""PVTv2: Improved Baselines with Pyramid Vision Transformer (Wang et al., arXiv 2106.13797).
+
+Numerics follow timm's `pvt_v2` (the authors' code): overlapping patch embeddings with symmetric zero padding
+(MindSpore's `pad_mode='same'` pads stride-2 convolutions asymmetrically, which shifts every feature map), a
+3x3 depthwise convolution in the feed-forward, exact GELU, LayerNorm eps 1e-6 in blocks and stage norms and
+1e-5 in patch embeddings and spatial reduction. No position embeddings: any input size runs unchanged.
+Parameter names are mindcv's (`block_list.2.0.mlp.dwconv.dwconv.weight`); `checkpoint_filter_fn` also takes
+timm's keys (`stages.2.blocks.0.mlp.dwconv.weight`) and the authors' (`block3.0.mlp.dwconv.dwconv.weight`).
+"""
+import re
+
+import numpy as np
+from mindspore import nn
+
+from .helpers import build_model_with_cfg
+from .layers import Block, LayerNorm, PatchConv2d, init_weights
+from .registry import pretrained_cfg, register_model
+
+__all__ = ["PyramidVisionTransformerV2"]
+
+
+class OverlapPatchEmbed(nn.Cell):
+    """Stride-`stride` convolution with a larger kernel and symmetric padding `patch_size // 2`, then LayerNorm."""
+
+    def __init__(self, patch_size, stride, in_chans, embed_dim, norm_eps=1e-5):
+        super().__init__()
+        self.proj = PatchConv2d(in_chans, embed_dim, patch_size, stride, padding=patch_size // 2)
+        self.norm = LayerNorm(embed_dim, eps=norm_eps)
+
+    def construct(self, x):
+        """(B, H, W, C_in) -> (B, ceil(H / stride), ceil(W / stride), C)."""
+        return self.norm(self.proj(x))
+
+
+class PyramidVisionTransformerV2(nn.Cell):
+    """Four stages at strides 4, 8, 16, 32: overlapping patch embedding, blocks, LayerNorm; mean-pooled head.
+
+    `linear` selects PVTv2-li: keys and values pooled to 7x7 instead of strided spatial reduction. `img_size`
+    is only the default input size (exports, benchmarks): the network itself takes any size.
+    """
+
+    def __init__(self, img_size=224, in_chans=3, num_classes=1000, depths=(3, 4, 6, 3), embed_dims=(64, 128, 320, 512),
+                 num_heads=(1, 2, 5, 8), mlp_ratios=(8, 8, 4, 4), sr_ratios=(8, 4, 2, 1), qkv_bias=True, linear=False,
+                 drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=0.0, norm_eps=1e-6):
+        super().__init__()
+        lengths = {len(v) for v in (depths, embed_dims, num_heads, mlp_ratios, sr_ratios)}
+        if lengths != {4}:
+            raise ValueError(f"PVTv2 has 4 stages: depths, embed_dims, num_heads, mlp_ratios and sr_ratios need 4 "
+                             f"entries each, got {depths}, {embed_dims}, {num_heads}, {mlp_ratios}, {sr_ratios}")
+        self.img_size = img_size
+        self.num_classes = num_classes
+        self.num_features = embed_dims[-1]
+        self.patch_embed_list = nn.CellList([
+            OverlapPatchEmbed(7, 4, in_chans, embed_dims[0]),
+            *[OverlapPatchEmbed(3, 2, embed_dims[i - 1], embed_dims[i]) for i in range(1, 4)],
+        ])
+        rates = np.linspace(0, drop_path_rate, sum(depths)).tolist()
+        offsets = np.cumsum((0,) + tuple(depths)).tolist()
+        self.block_list = nn.CellList([
+            nn.CellList([
+                Block(embed_dims[i], num_heads[i], mlp_ratios[i], qkv_bias=qkv_bias, proj_drop=drop_rate,
+                      attn_drop=attn_drop_rate, drop_path=rates[offsets[i] + j], sr_ratio=sr_ratios[i], fused_kv=True,
+                      norm_eps=norm_eps, linear_sr=linear, conv_mlp=True)
+                for j in range(depths[i])
+            ])
+            for i in range(4)
+        ])
+        self.norm_list = nn.CellList([LayerNorm(dim, eps=norm_eps) for dim in embed_dims])
+        self.head = self._make_head(num_classes)
+        self.feature_info = [dict(num_chs=embed_dims[i], reduction=4 * 2 ** i, module=f"block_list.{i}")
+                             for i in range(4)]
+        init_weights(self)
+
+    def _make_head(self, num_classes):
+        return nn.Dense(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def no_weight_decay(self):
+        """No position embeddings or tokens: every parameter is decayed (timm and mindcv agree)."""
+        return set()
+
+    def get_classifier(self):
+        return self.head
+
+    def reset_classifier(self, num_classes):
+        self.num_classes = num_classes
+        self.head = self._make_head(num_classes)
+        init_weights(self.head)
+
+    def _stage(self, x, stage):
+        """Channels-last map (B, H, W, C_in) -> the stage's normalised map (B, H', W', C)."""
+        x = self.patch_embed_list[stage](x)
+        batch, height, width, dim = x.shape
+        x = x.reshape(batch, height * width, dim)
+        for block in self.block_list[stage]:
+            x = block(x, height, width)
+        return self.norm_list[stage](x).reshape(batch, height, width, dim)
+
+    def forward_intermediates(self, x, indices):
+        """Images (B, C, H, W) -> tuple of NCHW maps of the stages in `indices` (0..3), in that order."""
+        x = x.transpose(0, 2, 3, 1)
+        maps = []
+        for stage in range(max(indices) + 1):
+            x = self._stage(x, stage)
+            maps.append(x)
+        return tuple([maps[i].transpose(0, 3, 1, 2) for i in indices])
+
+    def forward_features(self, x):
+        """Images (B, C, H, W) -> normalised last-stage tokens (B, H*W/1024, C)."""
+        x = x.transpose(0, 2, 3, 1)
+        for stage in range(4):
+            x = self._stage(x, stage)
+        batch, height, width, dim = x.shape
+        return x.reshape(batch, height * width, dim)
+
+    def forward_head(self, x, pre_logits=False):
+        x = x.mean(axis=1)
+        return x if pre_logits else self.head(x)
+
+    def construct(self, x):
+        return self.forward_head(self.forward_features(x))
+
+
+def _rename_key(key):
+    """timm (`stages.1.downsample.*`, `stages.1.blocks.0.*`, `stages.1.norm.*`, `patch_embed.*`) and the authors'
+    code (`patch_embed2.*`, `block2.0.*`, `norm2.*`) onto mindcv's `patch_embed_list.1.*`, `block_list.1.0.*`,
+    `norm_list.1.*`; timm's `mlp.dwconv.*` is mindcv's `mlp.dwconv.dwconv.*`."""
+    key = re.sub(r"^patch_embed\.", "patch_embed_list.0.", key)
+    key = re.sub(r"^stages\.(\d+)\.downsample\.", r"patch_embed_list.\1.", key)
+    key = re.sub(r"^stages\.(\d+)\.blocks\.", r"block_list.\1.", key)
+    key = re.sub(r"^stages\.(\d+)\.norm\.", r"norm_list.\1.", key)
+    key = re.sub(r"^(patch_embed|block|norm)(\d)\.",
+                 lambda m: f"{'patch_embed_list' if m.group(1) == 'patch_embed' else m.group(1) + '_list'}."
+                           f"{int(m.group(2)) - 1}.", key)
+    return re.sub(r"\.mlp\.dwconv\.(weight|bias)$", r".mlp.dwconv.dwconv.\1", key)
+
+
+def checkpoint_filter_fn(state_dict, model):
+    """Map timm's or the authors' PyTorch keys onto mindcv's names (ours); mindcv keys pass unchanged."""
+    return {_rename_key(key): value for key, value in state_dict.items()}
+
+
+def _create_pvt_v2(variant, pretrained=False, **kwargs):
+    return build_model_with_cfg(PyramidVisionTransformerV2, variant, pretrained, checkpoint_filter_fn, **kwargs)
+
+
+_MINDCV_URL = "https://download.mindspore.cn/toolkits/mindcv/pvt_v2/"
+
+
+def _pvt_v2_cfg(url="", sha256_prefix=""):
+    return pretrained_cfg(url=url, sha256_prefix=sha256_prefix, crop_pct=0.9, first_conv="patch_embed_list.0.proj")
+
+
+pretrained_cfgs = {
+    "pvt_v2_b0": _pvt_v2_cfg(_MINDCV_URL + "pvt_v2_b0-1c4f6683.ckpt", "1c4f6683"),
+    "pvt_v2_b1": _pvt_v2_cfg(_MINDCV_URL + "pvt_v2_b1-3ceb171a.ckpt", "3ceb171a"),
+    "pvt_v2_b2": _pvt_v2_cfg(_MINDCV_URL + "pvt_v2_b2-0565d18e.ckpt", "0565d18e"),
+    "pvt_v2_b3": _pvt_v2_cfg(_MINDCV_URL + "pvt_v2_b3-feaae3fc.ckpt", "feaae3fc"),
+    "pvt_v2_b4": _pvt_v2_cfg(_MINDCV_URL + "pvt_v2_b4-1cf4bc03.ckpt", "1cf4bc03"),
+    "pvt_v2_b5": _pvt_v2_cfg(),
+    "pvt_v2_b2_li": _pvt_v2_cfg(),
+}
+
+
+@register_model
+def pvt_v2_b0(pretrained=False, **kwargs):
+    return _create_pvt_v2("pvt_v2_b0", pretrained, depths=(2, 2, 2, 2), embed_dims=(32, 64, 160, 256), **kwargs)
+
+
+@register_model
+def pvt_v2_b1(pretrained=False, **kwargs):
+    return _create_pvt_v2("pvt_v2_b1", pretrained, depths=(2, 2, 2, 2), **kwargs)
+
+
+@register_model
+def pvt_v2_b2(pretrained=False, **kwargs):
+    return _create_pvt_v2("pvt_v2_b2", pretrained, depths=(3, 4, 6, 3), **kwargs)
+
+
+@register_model
+def pvt_v2_b3(pretrained=False, **kwargs):
+    return _create_pvt_v2("pvt_v2_b3", pretrained, depths=(3, 4, 18, 3), **kwargs)
+
+
+@register_model
+def pvt_v2_b4(pretrained=False, **kwargs):
+    return _create_pvt_v2("pvt_v2_b4", pretrained, depths=(3, 8, 27, 3), **kwargs)
+
+
+@register_model
+def pvt_v2_b5(pretrained=False, **kwargs):
+    return _create_pvt_v2("pvt_v2_b5", pretrained, depths=(3, 6, 40, 3), mlp_ratios=(4, 4, 4, 4), **kwargs)
+
+
+@register_model
+def pvt_v2_b2_li(pretrained=False, **kwargs):
+    return _create_pvt_v2("pvt_v2_b2_li", pretrained, depths=(3, 4, 6, 3), linear=True, **kwargs)
