@@ -1,0 +1,95 @@
+"""Process setup shared by train.py and validate.py: device, execution mode, msrun data parallel, seeds."""
+import glob
+import logging
+import os
+import random
+import sys
+
+import numpy as np
+import mindspore as ms
+import mindspore.dataset as ds
+
+__all__ = ["Runtime", "MSRUN_ENV", "setup_runtime", "warn_once"]
+
+_logger = logging.getLogger(__name__)
+
+# msrun sets these in every process it starts; without them `init()` waits for a scheduler that never comes.
+MSRUN_ENV = ("MS_ROLE", "MS_WORKER_NUM", "RANK_ID")
+
+_warned = set()
+
+
+def warn_once(message):
+    """Log a warning the first time `message` is seen in this process."""
+    if message not in _warned:
+        _warned.add(message)
+        _logger.warning(message)
+
+
+class Runtime:
+    """Where this process runs: `rank` of `world_size` workers on `device_target`."""
+
+    def __init__(self, device_target, rank=0, world_size=1):
+        self.device_target = device_target
+        self.rank = rank
+        self.world_size = world_size
+
+    @property
+    def distributed(self):
+        return self.world_size > 1
+
+    @property
+    def is_main(self):
+        """Rank 0 alone writes checkpoints, metrics and the saved config."""
+        return self.rank == 0
+
+
+def _default_device():
+    # Ascend device nodes; asking MindSpore instead (ms.hal.is_available) prints a load error on CPU machines.
+    return "Ascend" if glob.glob("/dev/davinci[0-9]*") else "CPU"
+
+
+def _msrun_command():
+    script = os.path.basename(sys.argv[0]) or "train.py"
+    args = " ".join(sys.argv[1:])
+    return f"msrun --worker_num 8 --local_worker_num 8 python {script} {args}"
+
+
+def setup_runtime(mode=0, device_target=None, distribute=False, seed=42):
+    """Set the MindSpore context and, with `distribute`, join the msrun job as a data-parallel worker.
+
+    `mindspore.communication.init()` comes first: msrun also starts the script as the job's scheduler, and that
+    process must not build models or read data before `init()` takes it over.
+    """
+    device_target = device_target or _default_device()
+    ms.set_context(mode=mode, device_target=device_target)
+    rank, world_size = 0, 1
+    if distribute:
+        missing = [name for name in MSRUN_ENV if name not in os.environ]
+        if missing:
+            raise ValueError(
+                f"distribute=True needs the msrun launcher (environment variables {', '.join(missing)} are not "
+                f"set). Start the workers with:\n  {_msrun_command()}\nor train on one device with --distribute "
+                "False.")
+        from mindspore.communication import get_group_size, get_rank, init
+
+        init()
+        rank, world_size = get_rank(), get_group_size()
+        ms.reset_auto_parallel_context()
+        ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
+                                     device_num=world_size)
+    # Every rank seeds identically, so all start from the same initial weights.
+    random.seed(seed)
+    np.random.seed(seed)
+    ms.set_seed(seed)
+    ds.config.set_seed(seed)
+    return Runtime(device_target, rank, world_size)
+
+
+def all_reduce_sum(values):
+    """Sum a float64 numpy vector over all ranks (identity in a single-process run)."""
+    from mindspore import Tensor, ops
+
+    # float32 holds exact integer counts up to 2**24 per rank sum, enough for any validation set.
+    summed = ops.AllReduce()(Tensor(np.asarray(values, np.float32)))
+    return summed.asnumpy().astype(np.float64)
