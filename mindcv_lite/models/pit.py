@@ -122,15 +122,30 @@ class PoolingTransformer(nn.Cell):
         if self.head_dist is not None:
             init_weights(self.head_dist)
 
-    def forward_features(self, x):
-        """Images (B, C, H, W) -> normalised class (and distillation) tokens (B, num_tokens, C)."""
+    def _embed(self, x):
+        """Images (B, C, H, W) -> position-embedded patch map (B, H', W', C) and the class tokens."""
         if x.shape[2] != self.img_size or x.shape[3] != self.img_size:
             raise ValueError(f"PiT built for {self.img_size}x{self.img_size} inputs got {x.shape[2]}x{x.shape[3]}: "
                              f"create the model with img_size={x.shape[2]} (the checkpoint's position embedding "
                              f"is resampled on load) or resize the input")
         x = self.patch_embed(x)
         x = self.pos_drop(x + self.pos_embed.transpose(0, 2, 3, 1))
-        cls_tokens = ops.broadcast_to(self.cls_token, (x.shape[0], -1, -1))
+        return x, ops.broadcast_to(self.cls_token, (x.shape[0], -1, -1))
+
+    def forward_intermediates(self, x, indices):
+        """Images (B, C, H, W) -> tuple of NCHW maps after the stages in `indices`, in that order."""
+        x, cls_tokens = self._embed(x)
+        maps = []
+        for i in range(max(indices) + 1):
+            if i > 0:
+                x, cls_tokens = self.pools[i - 1](x, cls_tokens)
+            x, cls_tokens = self.transformers[i](x, cls_tokens)
+            maps.append(x)
+        return tuple([maps[i].transpose(0, 3, 1, 2) for i in indices])
+
+    def forward_features(self, x):
+        """Images (B, C, H, W) -> normalised class (and distillation) tokens (B, num_tokens, C)."""
+        x, cls_tokens = self._embed(x)
         for i in range(self.num_stages):
             if i > 0:
                 x, cls_tokens = self.pools[i - 1](x, cls_tokens)

@@ -111,10 +111,33 @@ class PyramidVisionTransformer(nn.Cell):
             return x
         return x.reshape(x.shape[0], height, width, x.shape[2])
 
-    def forward_features(self, x):
-        """Images (B, C, H, W), H and W divisible by 32 -> normalised tokens (B, 1 + H*W/1024, C), class first."""
+    @staticmethod
+    def _check_input(x):
         if x.shape[2] % 32 or x.shape[3] % 32:
             raise ValueError(f"PVT needs input height and width divisible by 32, got {x.shape[2]}x{x.shape[3]}")
+
+    def forward_intermediates(self, x, indices):
+        """Images (B, C, H, W) -> tuple of NCHW maps of the stages in `indices` (0..3), in that order.
+
+        The last stage runs with its class token, as in the classifier; its map leaves the token out.
+        """
+        self._check_input(x)
+        stages = ((self.patch_embed1, self.pos_embed1, self.Blocks[0]), (self.patch_embed2, self.pos_embed2,
+                  self.Blocks[1]), (self.patch_embed3, self.pos_embed3, self.Blocks[2]),
+                  (self.patch_embed4, self.pos_embed4, self.Blocks[3]))
+        x = x.transpose(0, 2, 3, 1)
+        maps = []
+        for stage in range(max(indices) + 1):
+            x = self._stage(x, stage, *stages[stage])
+            if stage == 3:
+                batch, height, width, _ = maps[2].shape
+                x = x[:, 1:].reshape(batch, height // 2, width // 2, x.shape[2])
+            maps.append(x)
+        return tuple([maps[i].transpose(0, 3, 1, 2) for i in indices])
+
+    def forward_features(self, x):
+        """Images (B, C, H, W), H and W divisible by 32 -> normalised tokens (B, 1 + H*W/1024, C), class first."""
+        self._check_input(x)
         x = x.transpose(0, 2, 3, 1)
         x = self._stage(x, 0, self.patch_embed1, self.pos_embed1, self.Blocks[0])
         x = self._stage(x, 1, self.patch_embed2, self.pos_embed2, self.Blocks[1])
