@@ -10,7 +10,7 @@ from .image_bytes import CorruptImageError, decode_to_bmp
 from .sampler import ShardedSampler
 from .workers import clamp_workers
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolderSource", "create_dataset", "find_classes"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageFolderSource", "create_dataset", "find_classes", "set_epoch"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -198,9 +198,31 @@ def create_dataset(
     return dataset
 
 
-def set_epoch(dataset, epoch):
-    """Make the next pass over a `create_dataset` dataset read epoch `epoch`'s order (exact resume).
+def _sharded_samplers(dataset):
+    """The ShardedSamplers of a pipeline: `dataset` itself or anything it is built on (map, batch, ...)."""
+    found, pending = [], [dataset]
+    while pending:
+        node = pending.pop()
+        if isinstance(getattr(node, "sampler", None), ShardedSampler):
+            found.append(node.sampler)
+        pending.extend(getattr(node, "children", []))
+    return found
 
-    The shuffle order depends only on (seed, epoch), never on where a run started.
+
+def set_epoch(dataset, epoch):
+    """Make the next iterator over `dataset` start at epoch `epoch`'s sample order (exact resume).
+
+    `dataset` is a `create_dataset` dataset or a pipeline built on it (e.g. `create_loader`'s). The order
+    depends only on (seed, epoch, shards), never on where a run started. Call it before creating the iterator
+    (or before `Model.train`): an iterator works on its own copy of the pipeline, which then moves to the
+    next epoch's order by itself at every epoch.
     """
-    dataset.sampler.epoch = epoch
+    samplers = _sharded_samplers(dataset)
+    if not samplers:
+        raise ValueError(
+            f"set_epoch needs a dataset made by mindcv_lite.data.create_dataset (or built on one), got {type(dataset).__name__}."
+        )
+    if epoch < 0:
+        raise ValueError(f"epoch must be >= 0, got {epoch}")
+    for sampler in samplers:
+        sampler.epoch = int(epoch)

@@ -7,7 +7,6 @@ decoded by Pillow in the reader, where the file's path is still known, and hande
 which the C++ Decode op reads at memcpy speed and which still works with any mindcv-style transform list.
 """
 import io
-import warnings
 
 from PIL import Image
 
@@ -24,17 +23,25 @@ class CorruptImageError(ValueError):
 def decode_to_bmp(data):
     """Decode any Pillow-readable image fully, drop alpha / expand grey to RGB, return it as BMP bytes.
 
-    Raises CorruptImageError for damaged, truncated or non-image data.
+    Raises CorruptImageError for damaged, truncated or non-image data. Runs on reader threads, so it must not
+    touch the global warnings state (`warnings.catch_warnings` there is not thread-safe: two threads
+    interleaving it leave an "ignore everything" filter behind for the whole process).
     """
     try:
-        with warnings.catch_warnings():
-            # Pillow warns (not raises) on some recoverable oddities, e.g. palette images with transparency.
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as image:
-                image.load()
-                rgb = image if image.mode == "RGB" else image.convert("RGB")
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            rgb = image if image.mode == "RGB" else _to_rgb(image)
+    except Image.UnidentifiedImageError:
+        raise CorruptImageError("not in an image format Pillow can read") from None
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, ... for damaged data
         raise CorruptImageError(f"{type(error).__name__}: {error}") from error
     out = io.BytesIO()
     rgb.save(out, format="BMP")
     return out.getvalue()
+
+
+def _to_rgb(image):
+    if image.mode == "P" and "transparency" in image.info:
+        # via RGBA: same pixels, but Pillow warns when a palette image with byte transparency goes straight to RGB
+        image = image.convert("RGBA")
+    return image.convert("RGB")
