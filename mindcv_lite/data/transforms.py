@@ -60,8 +60,7 @@ class RandomErasing(SeededTransform):
         return f"RandomErasing(prob={self.prob}, scale={self.scale}, value={self.value!r})"
 
     def apply(self, image, rng):
-        if not image.flags.writeable:  # MindSpore may hand over a read-only buffer
-            image = image.copy()
+        image = image.copy()  # MindSpore may hand over a read-only buffer
         self.erase_(image, rng)
         return image
 
