@@ -62,7 +62,8 @@ def setup_runtime(mode=0, device_target=None, distribute=False, seed=42):
     process must not build models or read data before `init()` takes it over.
     """
     device_target = device_target or _default_device()
-    ms.set_context(mode=mode, device_target=device_target)
+    ms.set_context(mode=mode)
+    ms.set_device(device_target)
     rank, world_size = 0, 1
     if distribute:
         missing = [name for name in MSRUN_ENV if name not in os.environ]
@@ -86,10 +87,26 @@ def setup_runtime(mode=0, device_target=None, distribute=False, seed=42):
     return Runtime(device_target, rank, world_size)
 
 
-def all_reduce_sum(values):
-    """Sum a float64 numpy vector over all ranks (identity in a single-process run)."""
+def all_reduce(values, op="sum"):
+    """Reduce a numpy vector over all ranks with `op` ('sum' or 'max'); returns float64."""
     from mindspore import Tensor, ops
 
-    # float32 holds exact integer counts up to 2**24 per rank sum, enough for any validation set.
-    summed = ops.AllReduce()(Tensor(np.asarray(values, np.float32)))
-    return summed.asnumpy().astype(np.float64)
+    # float32: exact for integer counts below 2**24, enough for any validation set.
+    reduce_op = ops.ReduceOp.SUM if op == "sum" else ops.ReduceOp.MAX
+    reduced = ops.AllReduce(reduce_op)(Tensor(np.asarray(values, np.float32)))
+    return reduced.asnumpy().astype(np.float64)
+
+
+def check_weights_in_sync(model, runtime):
+    """Raise when the ranks of a data-parallel run hold different weights; returns this rank's fingerprint.
+
+    Data parallelism is only correct if every rank applies the same averaged update to the same start.
+    """
+    fingerprint = np.float32(sum(float(np.sum(p.asnumpy(), dtype=np.float64)) * (index + 1)
+                                 for index, p in enumerate(model.get_parameters())))
+    high, low = all_reduce([fingerprint, -fingerprint], op="max")
+    if high != -low:
+        raise RuntimeError(f"the weights of the {runtime.world_size} ranks differ (fingerprints from {-low} to "
+                           f"{high}): gradients were not all-reduced or the ranks started from other weights")
+    _logger.info("Weights identical on all %d ranks (fingerprint %r)", runtime.world_size, float(fingerprint))
+    return fingerprint

@@ -19,7 +19,7 @@ from ..utils.config import save_config
 from .checkpointing import CheckpointManager, load_train_checkpoint, save_train_checkpoint
 from .evaluate import create_eval_loader, evaluate
 from .progress import EpochProgress, MetricsWriter, setup_logging
-from .runtime import setup_runtime, warn_once
+from .runtime import check_weights_in_sync, setup_runtime, warn_once
 from .train_step import EvalStep, TrainStep
 
 __all__ = ["NonFiniteLossError", "train"]
@@ -220,6 +220,8 @@ def train(args):
                                                             train_set.class_names),
                          epoch, steps_per_epoch, args.epoch_size, record.get("val_top1"))
             metrics_writer.write(record)
+    if runtime.distributed:
+        check_weights_in_sync(model, runtime)
     best = manager.manifest.get("best")
     if best:
         _logger.info("Best top-1 %.2f%% at epoch %d: %s", 100 * best["top1"], best["epoch"],

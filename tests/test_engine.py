@@ -1,0 +1,122 @@
+"""TrainStep / EvalStep: the compiled steps of train.py, on a tiny PiT in graph and pynative mode."""
+import math
+
+import numpy as np
+import pytest
+
+import mindspore as ms
+from mindspore import nn
+
+from mindcv_lite.engine import EvalStep, TrainStep
+from mindcv_lite.loss import create_loss
+from mindcv_lite.models.pit import PoolingTransformer
+from mindcv_lite.optim import create_optimizer
+
+
+def _tiny_pit(seed=0):
+    ms.set_seed(seed)
+    return PoolingTransformer(img_size=32, base_dims=(16, 16), depth=(1, 1), heads=(1, 2), num_classes=3)
+
+
+def _batch(size=8, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(size, dtype=np.int32) % 3
+    images = (rng.normal(0, 0.2, (size, 3, 32, 32)) + labels[:, None, None, None]).astype(np.float32)
+    return ms.Tensor(images), ms.Tensor(labels)
+
+
+def _weights(model):
+    return {p.name: p.asnumpy().copy() for p in model.get_parameters()}
+
+
+def test_loss_goes_down(mode):
+    model = _tiny_pit()
+    step = TrainStep(model, create_loss("CE"), create_optimizer(model, "adamw", lr=3e-3, weight_decay=0.05))
+    images, labels = _batch()
+    losses = [float(step(images, labels)[0].asnumpy()) for _ in range(6)]
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_matches_mindspore_train_one_step_cell_under_a_fixed_loss_scale():
+    images, labels = _batch()
+    results = []
+    for wrap in ("reference", "ours"):
+        model = _tiny_pit()
+        optimizer = create_optimizer(model, "adamw", lr=1e-3)
+        if wrap == "reference":
+            step = nn.TrainOneStepCell(nn.WithLossCell(model, create_loss("CE")), optimizer)
+            losses = [float(step(images, labels).asnumpy()) for _ in range(3)]
+        else:  # 1024: the scale must cancel out exactly (a power of two)
+            step = TrainStep(model, create_loss("CE"), optimizer, loss_scale=1024.0)
+            losses = [float(step(images, labels)[0].asnumpy()) for _ in range(3)]
+        results.append((losses, _weights(model)))
+    assert results[0][0] == results[1][0]
+    for name, value in results[0][1].items():
+        np.testing.assert_array_equal(results[1][1][name], value, err_msg=name)
+
+
+def test_dynamic_loss_scale_skips_overflowing_steps_then_grows():
+    model = _tiny_pit()
+    optimizer = create_optimizer(model, "sgd", lr=0.1)
+    step = TrainStep(model, create_loss("CE"), optimizer, loss_scale=3e38, dynamic_loss_scale=True,
+                     scale_window=2)
+    images, labels = _batch()
+    before = _weights(model)
+    _, overflow = step(images, labels)
+    assert bool(overflow.asnumpy()) and float(step.scale_sense.asnumpy()) == pytest.approx(1.5e38)
+    for name, value in _weights(model).items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
+    assert int(optimizer.global_step.asnumpy()[0]) == 0
+    ms.ops.assign(step.scale_sense, ms.Tensor(8.0, ms.float32))
+    for expected_scale in (8.0, 16.0, 16.0, 32.0):  # doubles after every scale_window=2 good steps
+        _, overflow = step(images, labels)
+        assert not bool(overflow.asnumpy())
+        assert float(step.scale_sense.asnumpy()) == expected_scale
+    assert int(optimizer.global_step.asnumpy()[0]) == 4
+
+
+def test_gradient_accumulation_equals_one_big_batch(mode):
+    images, labels = _batch(8)
+    results = []
+    for accumulation in (1, 2):
+        model = _tiny_pit()
+        step = TrainStep(model, create_loss("CE"), create_optimizer(model, "sgd", lr=0.1),
+                         accumulation_steps=accumulation)
+        if accumulation == 1:
+            step(images, labels)
+        else:
+            step(images[:4], labels[:4], False)
+            step(images[4:], labels[4:], True)
+        results.append(_weights(model))
+    for name, value in results[0].items():
+        np.testing.assert_allclose(results[1][name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_ema_follows_mindcv_rule_and_clipping_bounds_the_update():
+    model = _tiny_pit()
+    decay = 0.9
+    step = TrainStep(model, create_loss("CE"), create_optimizer(model, "sgd", lr=1.0), ema=True, ema_decay=decay,
+                     clip_grad=True, clip_value=1e-3)
+    before = _weights(model)
+    step(*_batch())
+    after = _weights(model)
+    delta = np.sqrt(sum(np.sum((after[k] - before[k]) ** 2) for k in before))
+    assert 0 < delta <= 1e-3 * (1 + 1e-4)  # sgd with lr 1: the update is the clipped gradient
+    d = decay * (1 - math.exp(-1 / 2000))
+    for ema in step.ema_weights:
+        name = ema.name[len("ema."):]
+        np.testing.assert_allclose(ema.asnumpy(), d * before[name] + (1 - d) * after[name], rtol=1e-5, atol=1e-7)
+
+
+def test_eval_step_counts_top1_top5_and_summed_loss(mode):
+    model = _tiny_pit()
+    images, labels = _batch(6)
+    loss_sum, top1, topk = EvalStep(model, create_loss("CE"), num_classes=3)(images, labels)
+    model.set_train(False)
+    logits = model(images).asnumpy()
+    expected_loss = -np.log(np.exp(logits - logits.max(1, keepdims=True)) /
+                            np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True))
+    expected_loss = expected_loss[np.arange(6), labels.asnumpy()].sum()
+    assert float(loss_sum.asnumpy()) == pytest.approx(expected_loss, rel=1e-5)
+    assert int(top1.asnumpy()) == int(np.sum(logits.argmax(1) == labels.asnumpy()))
+    assert int(topk.asnumpy()) == 6  # k = min(5, 3 classes): every label is within the top 3
