@@ -66,26 +66,37 @@ class Mixup:
         alpha = self.cutmix_alpha if use_cutmix else self.mixup_alpha
         return float(rng.beta(alpha, alpha)), use_cutmix
 
-    def __call__(self, images, labels, seeds):
+    def draw(self, seeds, image_size):
+        """(lam, box) for the batch with these per-sample seeds: box is (top, bottom, left, right) for CutMix,
+        None for Mixup; lam == 1 means no mixing. CutMix's lam is already corrected to the box area."""
         rng = np.random.default_rng(np.asarray(seeds, dtype=np.uint64).ravel().tolist())
         lam, use_cutmix = self.sample_params(rng)
+        if lam >= 1.0 or not use_cutmix:
+            return lam, None
+        height, width = image_size
+        top, bottom, left, right = rand_bbox(image_size, lam, rng)
+        return 1.0 - (bottom - top) * (right - left) / float(height * width), (top, bottom, left, right)
+
+    @staticmethod
+    def mix_pair_(first, second, lam, box):
+        """Mix two CHW images with each other in place: swap the box, or blend with weights lam and 1 - lam."""
+        if box is not None:
+            top, bottom, left, right = box
+            first_box = first[:, top:bottom, left:right].copy()
+            first[:, top:bottom, left:right] = second[:, top:bottom, left:right]
+            second[:, top:bottom, left:right] = first_box
+        else:  # first' = lam * first + (1 - lam) * second and second' = lam * second + (1 - lam) * first
+            delta = first - second
+            delta *= np.float32(1.0 - lam)
+            first -= delta
+            second += delta
+
+    def __call__(self, images, labels, seeds):
+        lam, box = self.draw(seeds, images.shape[-2:])
         if lam < 1.0:
             if not images.flags.writeable:  # MindSpore may hand over a read-only buffer
                 images = images.copy()
-            half = len(images) // 2
-            head, tail = images[:half], images[::-1][:half]  # pairs (i, B-1-i); an odd middle mixes with itself
-            if use_cutmix:
-                top, bottom, left, right = rand_bbox(images.shape, lam, rng)
-                box = (slice(None), slice(None), slice(top, bottom), slice(left, right))
-                head_box = head[box].copy()
-                head[box] = tail[box]
-                tail[box] = head_box
-                lam = 1.0 - (bottom - top) * (right - left) / float(images.shape[-2] * images.shape[-1])
-            else:
-                original_head = head.copy()
-                head *= np.float32(lam)
-                head += np.float32(1.0 - lam) * tail
-                tail *= np.float32(lam)
-                original_head *= np.float32(1.0 - lam)
-                tail += original_head
+            # sample i pairs with sample B-1-i (timm's batch mode); an odd middle sample mixes with itself
+            for i in range(len(images) // 2):
+                self.mix_pair_(images[i], images[len(images) - 1 - i], lam, box)
         return images, mixup_target(labels, self.num_classes, lam)

@@ -2,14 +2,18 @@
 
 MindSpore runs a Python op on several worker threads; a shared `random`/`np.random` state would then hand out
 numbers in thread-scheduling order and no two runs would match. `create_loader` stamps every sample with a
-seed from one sequential stage; a SeededTransform takes (image, seed) and returns (image, next seed), so its
-output depends only on the sample and the global seed, whatever the worker count.
+seed from one sequential stage and never changes it; the transform at position `salt` of the transform list
+draws from `sample_rng(seed, salt)`, so its output depends only on the sample, its position and the global
+seed, whatever the worker count, and whether it runs per image or in the batch stage.
 """
 import random
 
-import numpy as np
+__all__ = ["SeededTransform", "sample_rng"]
 
-__all__ = ["SeededTransform"]
+
+def sample_rng(seed, salt=0):
+    """The random.Random of one sample for one transform: distinct for every (seed < 2**62, salt) pair."""
+    return random.Random(int(seed) + (int(salt) << 64))
 
 
 class SeededTransform:
@@ -18,7 +22,5 @@ class SeededTransform:
     def apply(self, image, rng):
         raise NotImplementedError
 
-    def __call__(self, image, seed):
-        rng = random.Random(int(seed))
-        image = self.apply(image, rng)
-        return image, np.int64(rng.getrandbits(62))
+    def __call__(self, image, seed, salt=0):
+        return self.apply(image, sample_rng(seed, salt))
