@@ -122,8 +122,10 @@ def test_bad_arguments_raise(folder):
         create_dataset("imagenet", folder, num_shards=2)
     with pytest.raises(ValueError, match="shard_id"):
         create_dataset("imagenet", folder, num_shards=2, shard_id=2)
-    with pytest.raises(TypeError, match="download"):
+    with pytest.raises(ValueError, match="cannot be downloaded"):
         create_dataset("imagenet", folder, download=True)
+    with pytest.raises(TypeError, match="num_worker"):
+        create_dataset("imagenet", folder, num_worker=2)
 
 
 def test_corrupt_files_are_replaced_with_one_warning_each(tmp_path):

@@ -151,6 +151,7 @@ def create_dataset(
     num_shards=None,
     shard_id=None,
     num_parallel_workers=8,
+    download=False,
     num_aug_repeats=0,
     seed=None,
     **kwargs,
@@ -163,10 +164,16 @@ def create_dataset(
     (same `seed`), padded by wrap-around so all ranks yield the same number of samples. `num_samples` caps the
     samples per shard; `num_aug_repeats` > 1 turns on repeated augmentation (each image `num_aug_repeats` times
     per epoch, spread over ranks, epoch length unchanged). `seed` defaults to `mindspore.dataset.config`'s seed.
+    `download` exists for mindcv compatibility; ImageNet cannot be downloaded, so True is an error.
     """
     if name.lower() not in ("imagenet", ""):
         raise ValueError(
             f"create_dataset supports ImageNet-style folders only (name='imagenet' or ''), got name={name!r}."
+        )
+    if download:
+        raise ValueError(
+            "ImageNet cannot be downloaded automatically (its licence needs a sign-in): download it from "
+            "image-net.org, extract it to the layout below and set download=False. " + _LAYOUT_HINT
         )
     if kwargs:
         raise TypeError(f"create_dataset got unexpected arguments {sorted(kwargs)}")
