@@ -52,6 +52,10 @@ def test_train_recipe_batches_with_soft_targets(folder, seed):
 def test_without_mixup_labels_stay_class_indices(folder):
     batches = _batches(folder, drop_remainder=False)
     assert [len(labels) for _, labels in batches] == [4, 4, 4, 3]
+    dataset = create_dataset("imagenet", folder, "train")
+    loader = create_loader(dataset, 4, drop_remainder=True, is_training=True, num_classes=3, num_parallel_workers=1,
+                           transform=create_transforms("imagenet", is_training=True, **RECIPE))  # fmt: skip
+    assert loader.get_dataset_size() == 3  # what the engine counts its steps with
     assert all(labels.dtype == np.int32 for _, labels in batches)
     assert sorted(np.concatenate([labels for _, labels in batches]).tolist()) == [0] * 5 + [1] * 5 + [2] * 5
 
