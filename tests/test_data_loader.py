@@ -105,8 +105,10 @@ def test_batch_stage_matches_the_per_image_path(folder, seed, mix):
 def test_separate_splits_triple_the_batch(folder):
     transform = create_transforms("imagenet", is_training=True, separate=True, **RECIPE)
     batches = _batches(folder, transform=transform, separate=True, drop_remainder=True)
-    images, labels = batches[0]
-    assert images.shape == (12, 3, 32, 32) and labels.tolist()[:4] * 3 == labels.tolist()
+    for images, labels in batches:
+        assert images.shape == (12, 3, 32, 32) and labels.tolist()[:4] * 3 == labels.tolist()
+    # the two augmented copies share the crop but draw their RandAugment / erasing independently
+    assert any(not np.array_equal(images[4:8], images[8:12]) for images, _ in batches)
     with pytest.raises(ValueError, match="separate=True"):
         _batches(folder, separate=True)
 

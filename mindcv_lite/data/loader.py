@@ -129,8 +129,10 @@ def create_loader(
     `create_transforms(..., separate=True)` and each batch holds B clean images, then B and B more with
     independent secondary augmentation (3B rows), as mindcv's augmentation splits do; the clean third is
     never randomly erased (timm's num_splits behaviour).
-    Random Python transforms and Mixup draw from per-sample seeds derived from mindspore.dataset.config's
-    seed (and the shard id), so a run is reproducible for a fixed worker count.
+    A trailing NormalizeCHW (+ RandomErasing) runs after batching, fused with Mixup/CutMix (see _BatchStage).
+    Python transforms and Mixup draw from per-sample seeds derived from mindspore.dataset.config's seed and the
+    shard id, whatever the worker count; MindSpore's C++ random ops (crop, flips, colour jitter) repeat for the
+    same seed and the same `num_parallel_workers`. So a run is reproducible for a fixed seed and worker count.
     """
     workers = clamp_workers(num_parallel_workers)
     if transform is None:
