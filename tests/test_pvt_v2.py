@@ -115,11 +115,26 @@ def test_any_input_size(name, size, mode):
     assert model(_images(size)).shape == (1, 5)
 
 
-def test_linear_sr_pool_matches_adaptive_avg_pool(mode):
-    """The reshape-mean fast path (sizes divisible by 7) equals MindSpore's AdaptiveAvgPool2D."""
-    x = ms.Tensor(np.random.default_rng(0).standard_normal((2, 14, 28, 3)).astype(np.float32))
-    reference = ops.adaptive_avg_pool2d(x.transpose(0, 3, 1, 2), 7).transpose(0, 2, 3, 1)
-    np.testing.assert_allclose(adaptive_avg_pool(x, 7).asnumpy(), reference.asnumpy(), rtol=1e-6, atol=1e-6)
+@pytest.mark.parametrize("height, width", [(14, 28), (9, 30), (2, 2)])
+def test_linear_sr_pool_matches_adaptive_avg_pool(height, width, mode):
+    """Both paths (sizes divisible by 7, and not) equal MindSpore's AdaptiveAvgPool2D, gradients too."""
+    x = ms.Tensor(np.random.default_rng(0).standard_normal((2, height, width, 3)).astype(np.float32))
+
+    def ours(x):
+        return adaptive_avg_pool(x, 7)
+
+    def reference(x):
+        return ops.adaptive_avg_pool2d(x.transpose(0, 3, 1, 2), 7).transpose(0, 2, 3, 1)
+
+    def ours_loss(x):
+        return (ours(x) ** 2).sum()
+
+    def reference_loss(x):
+        return (reference(x) ** 2).sum()
+
+    np.testing.assert_allclose(ours(x).asnumpy(), reference(x).asnumpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ms.grad(ours_loss)(x).asnumpy(), ms.grad(reference_loss)(x).asnumpy(), rtol=1e-5,
+                               atol=1e-6)
 
 
 def test_bad_stage_arguments_are_rejected():

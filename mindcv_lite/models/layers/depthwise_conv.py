@@ -22,8 +22,10 @@ class DepthwiseConv2d(nn.Cell):
                                             ms.float32), name="weight")
         self.bias = Parameter(initializer(Uniform(1 / math.sqrt(kernel_size * kernel_size)), (out_chans,),
                                           ms.float32), name="bias")
-        self.conv = ops.Conv2D(out_channel=out_chans, kernel_size=kernel_size, pad_mode="pad", pad=padding,
-                               stride=stride, group=channels)
+        # Sizes as tuples: MindSpore 2.10's ONNX exporter fails on integer ones ("Cast value from type Int64Imm
+        # to ValueTuple failed").
+        self.conv = ops.Conv2D(out_channel=out_chans, kernel_size=(kernel_size,) * 2, pad_mode="pad",
+                               pad=(padding,) * 4, stride=(stride,) * 2, group=channels)
 
     def construct(self, x):
         x = self.conv(x.transpose(0, 3, 1, 2), self.weight)
