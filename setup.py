@@ -16,5 +16,6 @@ setup(
         # weight interchange with PyTorch/timm checkpoints without needing torch
         "safetensors",
     ],
-    extras_require={"test": ["pytest"]},
+    # onnxruntime runs the exported ONNX files in tests/test_export.py
+    extras_require={"test": ["pytest", "onnxruntime"]},
 )
