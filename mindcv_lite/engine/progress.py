@@ -21,10 +21,12 @@ def setup_logging(rank=0, world_size=1, log_file=None):
         os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
         handlers.append(logging.FileHandler(log_file))
     root = logging.getLogger()
-    for handler in list(root.handlers):
+    for handler in [h for h in root.handlers if getattr(h, "mindcv_lite", False)]:  # from an earlier run
         root.removeHandler(handler)
+        handler.close()
     for handler in handlers:
         handler.setFormatter(formatter)
+        handler.mindcv_lite = True
         root.addHandler(handler)
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)

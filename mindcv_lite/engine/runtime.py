@@ -61,6 +61,7 @@ def setup_runtime(mode=0, device_target=None, distribute=False, seed=42):
     `mindspore.communication.init()` comes first: msrun also starts the script as the job's scheduler, and that
     process must not build models or read data before `init()` takes it over.
     """
+    _warned.clear()  # once per run
     device_target = device_target or _default_device()
     ms.set_context(mode=mode)
     ms.set_device(device_target)
