@@ -45,7 +45,9 @@ def test_randaugment_options():
     assert all(len(uniform.choose_ops(random.Random(s))) == 4 for s in range(5))
 
 
-@pytest.mark.parametrize("text, posterize", [("autoaug", "PosterizeOriginal"), ("AutoAugR-mstd0.5", "PosterizeIncreasing")])
+@pytest.mark.parametrize(
+    "text, posterize", [("autoaug", "PosterizeOriginal"), ("AutoAugR-mstd0.5", "PosterizeIncreasing")]
+)
 def test_autoaugment_policies(text, posterize):
     policy = create_auto_augment(text)
     assert isinstance(policy, AutoAugment) and len(policy.policy) == 25

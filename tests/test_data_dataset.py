@@ -60,7 +60,8 @@ def test_only_image_files_count_and_formats_decode(tmp_path):
     write_image(root / "train" / "b" / "gray.JpEg", size=(31, 45), mode="L")
     write_image(root / "train" / "b" / "palette.bmp", size=(17, 29), mode="P")
     palette = Image.open(write_image(root / "train" / "b" / "transparent.png", size=(19, 21), mode="P"))
-    palette.save(root / "train" / "b" / "transparent.png", transparency=bytes(range(256)))  # Pillow warns on .convert("RGB")
+    # byte transparency: Pillow warns when such an image goes straight to RGB
+    palette.save(root / "train" / "b" / "transparent.png", transparency=bytes(range(256)))
     write_image(root / "train" / "a" / "x.webp", size=(40, 30))
     write_image(root / "train" / "a" / "nested" / "y.tif", size=(41, 33), mode="LA")
     write_image(root / "train" / "a" / ".hidden" / "z.jpg")
@@ -181,8 +182,10 @@ def test_shards_are_disjoint_cover_and_have_equal_batches(tmp_path):
     assert sorted(set(everything.tolist())) == list(range(10))  # coverage
     counts = np.bincount(everything, minlength=10)
     assert counts.sum() == 12 and counts.min() == 1 and (counts == 2).sum() == 2  # only the 2 pad slots repeat
-    next_epoch = [create_dataset("imagenet", root, "train", seed=7, num_shards=3, shard_id=rank).sampler.epoch_indices(1)
-                  for rank in range(3)]  # fmt: skip
+    next_epoch = [
+        create_dataset("imagenet", root, "train", seed=7, num_shards=3, shard_id=rank).sampler.epoch_indices(1)
+        for rank in range(3)
+    ]
     assert sorted(set(np.concatenate(next_epoch).tolist())) == list(range(10))
     assert not all(np.array_equal(a, b) for a, b in zip(next_epoch, shards))  # reshuffled
 
@@ -213,7 +216,7 @@ def test_seed_decides_the_order(folder):
 
 def test_repeated_augmentation_spreads_copies_over_ranks(folder):
     indices = [
-        create_dataset("imagenet", folder, "train", num_shards=3, shard_id=rank, num_aug_repeats=3).sampler.epoch_indices(0)
+        create_dataset("imagenet", folder, num_shards=3, shard_id=rank, num_aug_repeats=3).sampler.epoch_indices(0)
         for rank in range(3)
     ]
     assert all(len(i) == 4 for i in indices)  # epoch length unchanged

@@ -9,7 +9,9 @@ import mindspore.dataset.vision as vision
 from mindspore.dataset.transforms import Compose
 
 from _image_folders import make_image_folder
-from mindcv_lite.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup, create_dataset, create_loader, create_transforms
+from mindcv_lite.data import (
+    IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup, create_dataset, create_loader, create_transforms,
+)  # fmt: skip
 from mindcv_lite.data.transforms import RandomErasing
 
 RECIPE = dict(image_resize=32, interpolation="bicubic", auto_augment="randaug-m9-mstd0.5-inc1", re_prob=0.25,
@@ -145,7 +147,8 @@ def test_mixup_blends_each_sample_with_its_mirror(size):
 def test_cutmix_swaps_one_box_and_corrects_lambda(size):
     images, labels = _batch(size), np.arange(size)
     for seed in range(8):
-        mixed, targets = Mixup(mixup_alpha=0.0, cutmix_alpha=1.0, num_classes=size)(images.copy(), labels, [seed] * size)
+        cutmix = Mixup(mixup_alpha=0.0, cutmix_alpha=1.0, num_classes=size)
+        mixed, targets = cutmix(images.copy(), labels, [seed] * size)
         from_mirror = np.all(mixed == images[::-1], axis=1)[0]  # (H, W) pixels taken from the paired sample
         assert np.all((mixed == images) | (mixed == images[::-1]))
         lam = targets[0, 0]

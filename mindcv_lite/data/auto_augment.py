@@ -338,7 +338,8 @@ def _parse_sections(policy, sections, parsers):
 
 
 def _rand_augment(policy, sections, hparams):
-    opts = _parse_sections(policy, sections, {"m": int, "n": int, "mstd": float, "mmax": int, "inc": int, "p": float, "w": int})
+    parsers = {"m": int, "n": int, "mstd": float, "mmax": int, "inc": int, "p": float, "w": int}
+    opts = _parse_sections(policy, sections, parsers)
     mstd = opts.get("mstd", 0.0)
     hparams = dict(hparams, magnitude_std=float("inf") if mstd > 100 else mstd)  # timm: > 100 means uniform
     if "mmax" in opts:
@@ -360,7 +361,10 @@ def _auto_augment(policy, name, sections, hparams):
     posterize = "PosterizeIncreasing" if name == "autoaugr" else "PosterizeOriginal"
     return AutoAugment(
         [
-            [AugmentOp(posterize if op == "PosterizeOriginal" else op, prob, magnitude, hparams) for op, prob, magnitude in sub]
+            [
+                AugmentOp(posterize if op == "PosterizeOriginal" else op, prob, magnitude, hparams)
+                for op, prob, magnitude in sub
+            ]
             for sub in _IMAGENET_POLICY
         ]
     )

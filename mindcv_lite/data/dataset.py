@@ -227,7 +227,8 @@ def set_epoch(dataset, epoch):
     samplers = _sharded_samplers(dataset)
     if not samplers:
         raise ValueError(
-            f"set_epoch needs a dataset made by mindcv_lite.data.create_dataset (or built on one), got {type(dataset).__name__}."
+            "set_epoch needs a dataset made by mindcv_lite.data.create_dataset (or a pipeline built on one), "
+            f"got {type(dataset).__name__}."
         )
     if epoch < 0:
         raise ValueError(f"epoch must be >= 0, got {epoch}")

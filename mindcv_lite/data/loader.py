@@ -26,7 +26,7 @@ class _SeedStream:
 
 
 def _concat_splits(clean, aug1, aug2, labels, seeds):
-    return np.concatenate((clean, aug1, aug2)), np.concatenate((labels, labels, labels)), np.concatenate((seeds, seeds, seeds))
+    return np.concatenate((clean, aug1, aug2)), np.tile(labels, 3), np.tile(seeds, 3)
 
 
 def _split_batch_tail(ops):
@@ -142,7 +142,9 @@ def create_loader(
     mix = Mixup(mixup, cutmix, prob=cutmix_prob, num_classes=num_classes) if use_mix else None
     separate = separate and is_training
     if separate and not (isinstance(transform, tuple) and len(transform) == 3):
-        raise ValueError("separate=True needs transform=(primary, secondary, final), from create_transforms(..., separate=True).")
+        raise ValueError(
+            "separate=True needs transform=(primary, secondary, final), from create_transforms(..., separate=True)."
+        )
     ops = [op for stage in transform for op in stage] if separate else list(transform)
     needs_seed = use_mix or separate or any(isinstance(op, SeededTransform) for op in ops)
 
@@ -161,8 +163,8 @@ def create_loader(
         last = len(primary) + len(secondary)
         dataset = apply(dataset, primary, "image")
         duplicate = ds_transforms.Duplicate()
-        dataset = dataset.map(operations=duplicate, input_columns=["image"], output_columns=["image_clean", "image_aug1"])
-        dataset = dataset.map(operations=duplicate, input_columns=["image_aug1"], output_columns=["image_aug1", "image_aug2"])
+        dataset = dataset.map(duplicate, input_columns=["image"], output_columns=["image_clean", "image_aug1"])
+        dataset = dataset.map(duplicate, input_columns=["image_aug1"], output_columns=["image_aug1", "image_aug2"])
         dataset = apply(dataset, secondary, "image_aug1", first)
         dataset = apply(dataset, secondary, "image_aug2", second)
         dataset = apply(dataset, [op for op in final if not isinstance(op, RandomErasing)], "image_clean", last)

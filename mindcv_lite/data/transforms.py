@@ -8,7 +8,9 @@ from .auto_augment import create_auto_augment
 from .constants import DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, interpolation_mode
 from .seeded import SeededTransform
 
-__all__ = ["NormalizeCHW", "RandomErasing", "create_transforms", "transforms_imagenet_eval", "transforms_imagenet_train"]
+__all__ = [
+    "NormalizeCHW", "RandomErasing", "create_transforms", "transforms_imagenet_eval", "transforms_imagenet_train",
+]  # fmt: skip
 
 
 class NormalizeCHW:
@@ -90,7 +92,9 @@ class RandomErasing(SeededTransform):
 def _color_jitter_args(color_jitter):
     if isinstance(color_jitter, (list, tuple)):
         if len(color_jitter) not in (3, 4):
-            raise ValueError(f"color_jitter needs 3 (brightness, contrast, saturation) or 4 (+hue) values, got {color_jitter}")
+            raise ValueError(
+                f"color_jitter needs 3 (brightness, contrast, saturation) or 4 (+hue) values, got {color_jitter}"
+            )
         return tuple(color_jitter)
     return (float(color_jitter),) * 3
 
@@ -116,7 +120,9 @@ def transforms_imagenet_train(
     """Random-resized-crop (decode fused for JPEG input), flips, auto-augment or colour jitter, normalise, CHW,
     random erasing. With `separate` returns the (primary, secondary, final) stages for augmentation splits."""
     primary = [
-        vision.RandomCropDecodeResize(image_resize, scale=tuple(scale), ratio=tuple(ratio), interpolation=interpolation_mode(interpolation))
+        vision.RandomCropDecodeResize(
+            image_resize, scale=tuple(scale), ratio=tuple(ratio), interpolation=interpolation_mode(interpolation)
+        )
     ]
     if hflip > 0:
         primary.append(vision.RandomHorizontalFlip(prob=hflip))
@@ -138,7 +144,11 @@ def transforms_imagenet_train(
 
 
 def transforms_imagenet_eval(
-    image_resize=224, crop_pct=DEFAULT_CROP_PCT, interpolation="bilinear", mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD
+    image_resize=224,
+    crop_pct=DEFAULT_CROP_PCT,
+    interpolation="bilinear",
+    mean=IMAGENET_DEFAULT_MEAN,
+    std=IMAGENET_DEFAULT_STD,
 ):
     """Resize the shorter side to int(image_resize / crop_pct), centre-crop image_resize, normalise, CHW."""
     if isinstance(image_resize, (list, tuple)) and image_resize[0] != image_resize[1]:
