@@ -64,7 +64,15 @@ def export_model(model_name, output, file_format="MINDIR", ckpt_path="", num_cla
     if file_format not in FILE_FORMATS:
         raise ValueError(f"file_format {file_format!r} is not supported: use one of {', '.join(FILE_FORMATS)}")
     image_size = image_size or get_pretrained_cfg(model_name)["input_size"][-1]
-    ms.set_context(mode=ms.GRAPH_MODE)
+    previous_mode = ms.get_context("mode")
+    ms.set_context(mode=ms.GRAPH_MODE)  # export traces the graph
+    try:
+        return _export(model_name, output, file_format, ckpt_path, num_classes, image_size, batch_size)
+    finally:
+        ms.set_context(mode=previous_mode)
+
+
+def _export(model_name, output, file_format, ckpt_path, num_classes, image_size, batch_size):
     model = create_model(model_name, num_classes=num_classes, checkpoint_path=ckpt_path, img_size=image_size)
     model.set_train(False)
     if file_format == "ONNX":

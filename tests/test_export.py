@@ -16,12 +16,19 @@ SIZE = 64
 NUM_CLASSES = 6
 
 
+@pytest.fixture(autouse=True)
+def graph_mode():
+    previous = ms.get_context("mode")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    yield
+    ms.set_context(mode=previous)
+
+
 def _trained_like_checkpoint(name, directory):
     """A checkpoint with non-trivial weights, and the logits MindSpore computes from it."""
     model = create_model(name, num_classes=NUM_CLASSES, img_size=SIZE)
     model.set_train(False)
     images = np.random.default_rng(0).standard_normal((2, 3, SIZE, SIZE)).astype(np.float32)
-    ms.set_context(mode=ms.GRAPH_MODE)
     return save_checkpoint(model, directory / f"{name}.ckpt"), images, model(ms.Tensor(images)).asnumpy()
 
 
@@ -62,7 +69,6 @@ class _LinearSRBlock(nn.Cell):
 
 
 def test_pvt_v2_li_pooling_exports_to_onnx_at_any_size(tmp_path):
-    ms.set_context(mode=ms.GRAPH_MODE)
     cell = _LinearSRBlock()
     cell.set_train(False)
     replace_exact_gelu(cell)

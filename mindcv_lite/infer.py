@@ -1,0 +1,104 @@
+"""Classify images: `python -m mindcv_lite.infer --model pvt_v2_b0 --ckpt_path pvt_v2_b0.ckpt cat.jpg dog.png`.
+
+Prints the top-5 classes of each image with their probabilities. Images go through the model's pretrained eval
+transform (resize the shorter side to image_size / crop_pct, centre crop, ImageNet normalisation). Class names:
+ImageNet-1k's when the classifier has 1000 classes, else the class-folder names `train.py` stored in the
+checkpoint, else the indices.
+"""
+import argparse
+import json
+import os
+
+import numpy as np
+import mindspore as ms
+from mindspore import ops
+
+from .data import create_transforms
+from .data.image_bytes import CorruptImageError, decode_to_bmp
+from .engine.checkpointing import CLASS_NAMES_KEY
+from .imagenet_classes import IMAGENET_CLASSES
+from .models import create_model, get_pretrained_cfg, read_checkpoint
+
+__all__ = ["classify", "class_names_for", "load_images"]
+
+
+def _classifier_classes(model_name, entries):
+    """The number of classes of the checkpoint's classifier, or None when it has none."""
+    heads = get_pretrained_cfg(model_name)["classifier"]
+    head = heads if isinstance(heads, str) else heads[0]
+    weight = entries.get(f"{head}.weight")
+    return int(weight.shape[0]) if isinstance(weight, np.ndarray) and weight.ndim == 2 else None
+
+
+def class_names_for(num_classes, entries):
+    """Display names of the classes: ImageNet-1k's for 1000 classes, else the stored folder names, else indices."""
+    if num_classes == len(IMAGENET_CLASSES):
+        return list(IMAGENET_CLASSES)
+    stored = entries.get(CLASS_NAMES_KEY)
+    if stored is not None:
+        names = json.loads(stored) if isinstance(stored, str) else list(stored)
+        if len(names) == num_classes:
+            return names
+    return [str(i) for i in range(num_classes)]
+
+
+def load_images(paths, image_size, crop_pct, interpolation):
+    """Decode and transform each image file to one float32 batch (N, 3, image_size, image_size)."""
+    transforms = create_transforms(image_resize=image_size, is_training=False, crop_pct=crop_pct,
+                                   interpolation=interpolation)
+    batch = []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"image not found: {path!r}")
+        with open(path, "rb") as f:
+            try:
+                image = np.frombuffer(decode_to_bmp(f.read()), np.uint8)
+            except CorruptImageError as error:
+                raise CorruptImageError(f"cannot read image {path!r}: {error}") from None
+        for transform in transforms:
+            image = transform(image)
+        batch.append(image)
+    return np.stack(batch).astype(np.float32)
+
+
+def classify(model_name, ckpt_path, paths, num_classes=None, image_size=None, top_k=5):
+    """[(path, [(class name, probability), ...top_k]), ...] for the images in `paths`."""
+    entries = read_checkpoint(ckpt_path)
+    num_classes = num_classes or _classifier_classes(model_name, entries) or 1000
+    cfg = get_pretrained_cfg(model_name)
+    image_size = image_size or cfg["input_size"][-1]
+    model = create_model(model_name, num_classes=num_classes, checkpoint_path=ckpt_path, img_size=image_size)
+    model.set_train(False)
+    images = load_images(paths, image_size, cfg["crop_pct"], cfg["interpolation"])
+    probabilities = ops.softmax(model(ms.Tensor(images)), axis=-1).asnumpy()
+    names = class_names_for(num_classes, entries)
+    k = min(top_k, num_classes)
+    results = []
+    for path, probs in zip(paths, probabilities):
+        best = np.argsort(-probs, kind="stable")[:k]
+        results.append((path, [(names[i], float(probs[i])) for i in best]))
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
+    parser.add_argument("--model", required=True, help="registered model name (see mindcv_lite.list_models())")
+    parser.add_argument("--ckpt_path", required=True, help="weights: ours, mindcv's, or timm's")
+    parser.add_argument("--num_classes", type=int, default=None,
+                        help="default: the number of classes of the checkpoint's classifier")
+    parser.add_argument("--image_size", type=int, default=None, help="default: the model's pretrained input size")
+    parser.add_argument("--top_k", type=int, default=5)
+    parser.add_argument("--mode", type=int, choices=(0, 1), default=1,
+                        help="0 graph (compiles once, faster for many images), 1 pynative (default)")
+    args = parser.parse_args(argv)
+    ms.set_context(mode=args.mode)
+    for path, top in classify(args.model, args.ckpt_path, args.images, args.num_classes, args.image_size,
+                              args.top_k):
+        print(path)
+        for rank, (name, probability) in enumerate(top, 1):
+            print(f"  {rank}. {name:<40s} {100 * probability:6.2f}%")
+
+
+if __name__ == "__main__":
+    main()
