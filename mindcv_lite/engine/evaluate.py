@@ -10,7 +10,7 @@ from ..data import create_dataset, create_loader, create_transforms
 from ..loss import create_loss
 from ..models import CheckpointMismatchError, create_model, load_checkpoint, read_checkpoint
 from ..utils.io import atomic_path
-from .runtime import all_reduce, setup_runtime, warn_once
+from .runtime import all_reduce_sum, setup_runtime, warn_once
 from .train_step import EvalStep
 
 __all__ = ["create_eval_loader", "evaluate", "validate"]
@@ -46,7 +46,7 @@ def evaluate(eval_step, loader, runtime):
         sums += (float(loss.asnumpy()), float(top1.asnumpy()), float(top5.asnumpy()), labels.shape[0])
     seconds = time.perf_counter() - start
     if runtime.distributed:
-        sums = all_reduce(sums)
+        sums = all_reduce_sum(sums)
     loss_sum, top1, top5, count = sums
     if count == 0:
         raise ValueError("the validation set yielded no images")

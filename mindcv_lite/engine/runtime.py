@@ -88,13 +88,12 @@ def setup_runtime(mode=0, device_target=None, distribute=False, seed=42):
     return Runtime(device_target, rank, world_size)
 
 
-def all_reduce(values, op="sum"):
-    """Reduce a numpy vector over all ranks with `op` ('sum' or 'max'); returns float64."""
+def all_reduce_sum(values):
+    """Sum a numpy vector over all ranks; returns float64. (MindSpore 2.10's CPU AllReduce only sums.)"""
     from mindspore import Tensor, ops
 
     # float32: exact for integer counts below 2**24, enough for any validation set.
-    reduce_op = ops.ReduceOp.SUM if op == "sum" else ops.ReduceOp.MAX
-    reduced = ops.AllReduce(reduce_op)(Tensor(np.asarray(values, np.float32)))
+    reduced = ops.AllReduce()(Tensor(np.asarray(values, np.float32)))
     return reduced.asnumpy().astype(np.float64)
 
 
@@ -105,9 +104,11 @@ def check_weights_in_sync(model, runtime):
     """
     fingerprint = np.float32(sum(float(np.sum(p.asnumpy(), dtype=np.float64)) * (index + 1)
                                  for index, p in enumerate(model.get_parameters())))
-    high, low = all_reduce([fingerprint, -fingerprint], op="max")
-    if high != -low:
-        raise RuntimeError(f"the weights of the {runtime.world_size} ranks differ (fingerprints from {-low} to "
-                           f"{high}): gradients were not all-reduced or the ranks started from other weights")
+    slots = np.zeros(runtime.world_size, np.float32)
+    slots[runtime.rank] = fingerprint  # summing one non-zero slot per rank gathers them exactly
+    gathered = all_reduce_sum(slots)
+    if np.any(gathered != gathered[0]):
+        raise RuntimeError(f"the weights of the {runtime.world_size} ranks differ (fingerprints {gathered.tolist()}): "
+                           "gradients were not all-reduced or the ranks started from other weights")
     _logger.info("Weights identical on all %d ranks (fingerprint %r)", runtime.world_size, float(fingerprint))
     return fingerprint
