@@ -1,4 +1,5 @@
 """TrainStep / EvalStep: the compiled steps of train.py, on a tiny PiT in graph and pynative mode."""
+import json
 import math
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 import mindspore as ms
 from mindspore import nn
 
-from mindcv_lite.engine import EvalStep, TrainStep
+from mindcv_lite.engine import CheckpointManager, EvalStep, TrainStep
 from mindcv_lite.loss import create_loss
 from mindcv_lite.models.pit import PoolingTransformer
 from mindcv_lite.optim import create_optimizer
@@ -120,3 +121,30 @@ def test_eval_step_counts_top1_top5_and_summed_loss(mode):
     assert float(loss_sum.asnumpy()) == pytest.approx(expected_loss, rel=1e-5)
     assert int(top1.asnumpy()) == int(np.sum(logits.argmax(1) == labels.asnumpy()))
     assert int(topk.asnumpy()) == 6  # k = min(5, 3 classes): every label is within the top 3
+
+
+def _fake_write(path):
+    with open(path, "w") as f:
+        f.write("checkpoint")
+
+
+def test_checkpoint_manager_latest_k_with_interval(tmp_path):
+    manager = CheckpointManager(str(tmp_path), "pit_ti", keep_max=2, policy="latest_k", save_interval=2)
+    for epoch, top1 in zip(range(1, 6), (0.1, 0.5, 0.4, 0.3, 0.2)):
+        manager.save(_fake_write, epoch, steps_per_epoch=7, num_epochs=5, top1=top1)
+    # saved after epochs 2, 4 and 5 (the last); the two newest kept; best = epoch 2's 0.5
+    assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["pit_ti-4_7.ckpt", "pit_ti-5_7.ckpt",
+                                                               "pit_ti_best.ckpt"]
+    index = json.loads((tmp_path / "checkpoints.json").read_text())
+    assert (index["best"]["epoch"], index["best"]["top1"], index["latest"]["file"]) == (2, 0.5, "pit_ti-5_7.ckpt")
+    assert CheckpointManager(str(tmp_path), "pit_ti", resume=True).latest() == str(tmp_path / "pit_ti-5_7.ckpt")
+
+
+def test_checkpoint_manager_top_k_keeps_the_best_and_the_newest(tmp_path):
+    manager = CheckpointManager(str(tmp_path), "m", keep_max=2, policy="top_k")
+    for epoch, top1 in enumerate((0.3, 0.9, 0.1, 0.8, 0.2), start=1):
+        manager.save(_fake_write, epoch, steps_per_epoch=3, num_epochs=5, top1=top1)
+    assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["m-2_3.ckpt", "m-4_3.ckpt", "m-5_3.ckpt",
+                                                               "m_best.ckpt"]
+    with pytest.raises(ValueError, match="latest_k or top_k"):
+        CheckpointManager(str(tmp_path), "m", policy="best")
