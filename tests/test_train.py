@@ -151,3 +151,14 @@ def test_script_reports_bad_input_without_traceback(tmp_path):
     result = subprocess.run([sys.executable, "train.py", "--warmup_epoch", "2"], cwd=REPO, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 2 and "Did you mean '--warmup_epochs'" in result.stderr
+
+
+def test_demo_dataset_has_ten_balanced_classes_in_both_splits(tmp_path):
+    from mindcv_lite.data import find_classes
+    from mindcv_lite.demo import make_demo_dataset
+
+    root = make_demo_dataset(tmp_path / "demo", train_per_class=2, val_per_class=1, size=24)
+    assert find_classes(root, "train") == find_classes(root, "val") == sorted(
+        f"{colour}_{shape}" for colour in ("red", "yellow", "green", "blue", "magenta") for shape in ("disc", "ring"))
+    assert len(list(Path(root).glob("train/*/*.png"))) == 20 and len(list(Path(root).glob("val/*/*.png"))) == 10
+    assert parse_args(["-c", str(REPO / "configs" / "pit" / "pit_ti_cpu_demo.yaml")]).num_classes == 10
