@@ -47,7 +47,7 @@ def test_recipe_files_hold_exactly_mindcv_recipes():
 def test_cpu_demo_config_is_small_and_on_cpu():
     args = parse_args(["-c", str(CONFIGS / "pit" / "pit_ti_cpu_demo.yaml")])
     assert (args.model, args.mode, args.distribute, args.device_target) == ("pit_ti", 0, False, "CPU")
-    assert args.batch_size == 16 and 3 <= args.epoch_size <= 5
+    assert args.batch_size == 16 and args.image_resize == 64 and args.epoch_size <= 12
     assert (args.opt, args.scheduler, args.warmup_epochs) == ("adamw", "cosine_decay", 1)
     assert args.val_while_train is True and args.ckpt_save_dir == "./runs/demo"
     assert args.auto_augment is None and args.mixup == 0.0 and args.cutmix == 0.0
