@@ -8,9 +8,10 @@ import numpy as np
 
 from ..data import create_dataset, create_loader, create_transforms
 from ..loss import create_loss
-from ..models import CheckpointMismatchError, create_model, load_checkpoint, read_checkpoint
+from ..models import CheckpointMismatchError, create_model, read_checkpoint
+from ..models.checkpoint import checkpoint_num_classes, load_state, model_state
 from ..utils.io import atomic_path
-from .runtime import all_reduce_sum, setup_runtime, warn_once
+from .runtime import all_reduce_sum, launched_by_msrun, setup_runtime, warn_once
 from .train_step import EvalStep
 
 __all__ = ["create_eval_loader", "evaluate", "validate"]
@@ -65,7 +66,11 @@ def _check_class_names(path, entries, class_names):
 
 def validate(args):
     """Evaluate `args.ckpt_path` on `args.val_split` of `args.data_dir`; returns the metrics dict."""
-    runtime = setup_runtime(args.mode, args.device_target, args.distribute, args.seed)
+    distribute = args.distribute and launched_by_msrun()
+    if args.distribute and not distribute:
+        # The recipes set `distribute: True` for training; validating them with plain python must still work.
+        _logger.info("distribute=True but not started by msrun: validating in this single process")
+    runtime = setup_runtime(args.mode, args.device_target, distribute, args.seed)
     if not args.ckpt_path:
         raise ValueError("--ckpt_path is required: validating random weights gives ~0.1% top-1. Pass the "
                          "checkpoint to evaluate (ours or mindcv's)")
@@ -79,11 +84,14 @@ def validate(args):
                          img_size=args.image_resize)
     entries = read_checkpoint(args.ckpt_path)
     _check_class_names(args.ckpt_path, entries, dataset.class_names)
-    dropped = load_checkpoint(model, args.ckpt_path, use_ema=args.ema)
-    if dropped:
+    state = model_state(model, entries, use_ema=args.ema)
+    checkpoint_classes = checkpoint_num_classes(model, state)
+    if checkpoint_classes not in (None, num_classes):
         raise CheckpointMismatchError(
-            f"{args.ckpt_path!r} has a classifier for another number of classes than num_classes={num_classes}: "
-            "pass --num_classes with the checkpoint's number of classes")
+            f"{args.ckpt_path!r} classifies {checkpoint_classes} classes but the model is built for num_classes="
+            f"{num_classes}{' (the class folders of the dataset)' if not args.num_classes else ''}: pass "
+            f"--num_classes {checkpoint_classes} if the dataset's labels are the checkpoint's")
+    load_state(model, state, args.ckpt_path)
     loss_fn = create_loss(args.loss, reduction="mean", label_smoothing=args.label_smoothing,
                           aux_factor=args.aux_factor)
     metrics = evaluate(EvalStep(model, loss_fn, num_classes), loader, runtime)

@@ -5,6 +5,7 @@ import math
 import os
 import sys
 import time
+import warnings
 
 from tqdm import tqdm
 
@@ -30,6 +31,11 @@ def setup_logging(rank=0, world_size=1, log_file=None):
         root.addHandler(handler)
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)
+    warnings.formatwarning = _one_line_warning
+
+
+def _one_line_warning(message, category, filename, lineno, line=None):
+    return f"{message} ({category.__name__}, {os.path.basename(filename)}:{lineno})"
 
 
 def format_duration(seconds):

@@ -9,7 +9,7 @@ import numpy as np
 import mindspore as ms
 import mindspore.dataset as ds
 
-__all__ = ["Runtime", "MSRUN_ENV", "setup_runtime", "warn_once"]
+__all__ = ["MSRUN_ENV", "Runtime", "launched_by_msrun", "setup_runtime", "warn_once"]
 
 _logger = logging.getLogger(__name__)
 
@@ -44,6 +44,10 @@ class Runtime:
         return self.rank == 0
 
 
+def launched_by_msrun():
+    return all(name in os.environ for name in MSRUN_ENV)
+
+
 def _default_device():
     # Ascend device nodes; asking MindSpore instead (ms.hal.is_available) prints a load error on CPU machines.
     return "Ascend" if glob.glob("/dev/davinci[0-9]*") else "CPU"
@@ -71,7 +75,7 @@ def setup_runtime(mode=0, device_target=None, distribute=False, seed=42):
         if missing:
             raise ValueError(
                 f"distribute=True needs the msrun launcher (environment variables {', '.join(missing)} are not "
-                f"set). Start the workers with:\n  {_msrun_command()}\nor train on one device with --distribute "
+                f"set). Start the workers with:\n  {_msrun_command()}\nor run on one device with --distribute "
                 "False.")
         from mindspore.communication import get_group_size, get_rank, init
 
