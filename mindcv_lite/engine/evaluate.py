@@ -11,6 +11,7 @@ from ..loss import create_loss
 from ..models import CheckpointMismatchError, create_model, read_checkpoint
 from ..models.checkpoint import checkpoint_num_classes, load_state, model_state
 from ..utils.io import atomic_path
+from .progress import setup_logging
 from .runtime import all_reduce_sum, launched_by_msrun, setup_runtime, warn_once
 from .train_step import EvalStep
 
@@ -71,6 +72,8 @@ def validate(args):
         # The recipes set `distribute: True` for training; validating them with plain python must still work.
         _logger.info("distribute=True but not started by msrun: validating in this single process")
     runtime = setup_runtime(args.mode, args.device_target, distribute, args.seed)
+    if runtime.distributed:
+        setup_logging(runtime.rank, runtime.world_size)
     if not args.ckpt_path:
         raise ValueError("--ckpt_path is required: validating random weights gives ~0.1% top-1. Pass the "
                          "checkpoint to evaluate (ours or mindcv's)")
