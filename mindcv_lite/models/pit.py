@@ -7,7 +7,6 @@ maps mindcv's `Parameter.name` keys and timm's keys onto them.
 import re
 
 import numpy as np
-import mindspore as ms
 from mindspore import Parameter, nn, ops
 
 from .layers import Block, DepthwiseConv2d, LayerNorm, PatchConv2d, init_weights, resample_pos_embed_grid, trunc_normal
