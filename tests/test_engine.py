@@ -8,8 +8,9 @@ import pytest
 import mindspore as ms
 from mindspore import nn
 
-from mindcv_lite.engine import CheckpointManager, EvalStep, TrainStep
+from mindcv_lite.engine import CheckpointManager, EvalStep, TrainStep, save_train_checkpoint
 from mindcv_lite.loss import create_loss
+from mindcv_lite.models import read_checkpoint
 from mindcv_lite.models.pit import PoolingTransformer
 from mindcv_lite.optim import create_optimizer
 
@@ -148,3 +149,31 @@ def test_checkpoint_manager_top_k_keeps_the_best_and_the_newest(tmp_path):
                                                                "m_best.ckpt"]
     with pytest.raises(ValueError, match="latest_k or top_k"):
         CheckpointManager(str(tmp_path), "m", policy="best")
+
+
+def test_a_write_killed_midway_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    model = _tiny_pit()
+    step = TrainStep(model, create_loss("CE"), create_optimizer(model, "adamw", lr=1e-3))
+    manager = CheckpointManager(str(tmp_path), "tiny", keep_max=5)
+
+    def write(path):
+        save_train_checkpoint(path, step, model, "tiny", epoch=1, global_step=3, class_names=["a", "b", "c"])
+
+    manager.save(write, 1, steps_per_epoch=3, num_epochs=3)
+    path = tmp_path / "tiny-1_3.ckpt"
+    original = path.read_bytes()
+
+    def killed(save_obj, ckpt_file_name, **kwargs):
+        with open(ckpt_file_name, "wb") as f:
+            f.write(original[: len(original) // 2])
+        raise KeyboardInterrupt  # as a kill would stop the process in the middle of the write
+
+    monkeypatch.setattr(ms, "save_checkpoint", killed)
+    with pytest.raises(KeyboardInterrupt):
+        manager.save(write, 1, steps_per_epoch=3, num_epochs=3)  # overwriting epoch 1's file
+    with pytest.raises(KeyboardInterrupt):
+        manager.save(write, 2, steps_per_epoch=3, num_epochs=3)
+    assert path.read_bytes() == original and not (tmp_path / "tiny-2_3.ckpt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints.json", "tiny-1_3.ckpt"]  # no temp files left
+    assert json.loads((tmp_path / "checkpoints.json").read_text())["latest"]["file"] == "tiny-1_3.ckpt"
+    assert int(read_checkpoint(str(path))["epoch_num"]) == 1
