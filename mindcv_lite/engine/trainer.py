@@ -111,14 +111,19 @@ def _evaluate_weights(train_step, eval_step, val_loader, runtime):
     """Validate the model, with the EMA weights swapped in when EMA is on."""
     if not train_step.ema:
         return evaluate(eval_step, val_loader, runtime)
-    saved = [param.data.copy() for param in train_step.ema_source]
+    saved = [param.asnumpy() for param in train_step.ema_source]
     for param, ema in zip(train_step.ema_source, train_step.ema_weights):
-        param.set_data(ema.data.copy())
+        param.set_data(ms.Tensor(ema.asnumpy()))
     try:
         return evaluate(eval_step, val_loader, runtime)
     finally:
         for param, value in zip(train_step.ema_source, saved):
-            param.set_data(value)
+            param.set_data(ms.Tensor(value))
+
+
+def _last_lr(lr, optimizer):
+    """Learning rate of the latest update (the schedule is indexed by the optimizer's global_step)."""
+    return lr[min(max(int(optimizer.global_step.asnumpy()[0]) - 1, 0), len(lr) - 1)]
 
 
 def train(args):
@@ -197,14 +202,13 @@ def train(args):
                     f"step {micro_step}): training diverged. The last good checkpoint is in {args.ckpt_save_dir}. "
                     "Lower lr, enable clip_grad, or set loss_scale_type dynamic to skip such steps")
             skipped += bool(overflow)
-            global_update = int(optimizer.global_step.asnumpy()[0])
-            progress.update(loss, lr[min(max(global_update - 1, 0), len(lr) - 1)])
+            progress.update(loss, _last_lr(lr, optimizer))
         summary = progress.close()
         if skipped:
             _logger.warning("epoch %d: %d of %d steps skipped because their gradients overflowed (loss scale now "
                             "%g)", epoch, skipped, steps_per_epoch, float(train_step.scale_sense.asnumpy()))
         record = {"epoch": epoch, "step": micro_step, "loss": summary["loss"],
-                  "lr": lr[min(max(int(optimizer.global_step.asnumpy()[0]) - 1, 0), len(lr) - 1)],
+                  "lr": _last_lr(lr, optimizer),
                   "images_per_s": summary["images_per_s"], "steady_images_per_s": summary["steady_images_per_s"],
                   "seconds": summary["seconds"], "skipped_steps": skipped}
         validate_now = val_loader is not None and (epoch % args.val_interval == 0 or epoch == args.epoch_size)
