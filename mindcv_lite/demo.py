@@ -1,11 +1,10 @@
 """The main job in a few CPU minutes: `python -m mindcv_lite.demo` (or `make demo`).
 
-Generates a small 10-class image dataset (5 colours x filled disc or ring, on noisy backgrounds), trains pit_ti on it with
-`configs/pit/pit_ti_cpu_demo.yaml` through the same engine as train.py, then validates the best checkpoint as
-validate.py does and prints its top-1. Extra arguments override the config, e.g. `--epoch_size 3`.
+Generates a small 10-class image dataset (5 colours x filled disc or ring, on noisy backgrounds), trains pit_ti
+on it with `configs/pit/pit_ti_cpu_demo.yaml` through the same engine as train.py, then validates the best
+checkpoint as validate.py does and prints its top-1. Extra arguments override the config, e.g. `--epoch_size 3`.
 """
 import colorsys
-import logging
 import os
 import sys
 import time
@@ -20,8 +19,6 @@ from .utils.config import add_validate_arguments, parse_args
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pit" / "pit_ti_cpu_demo.yaml"
 COLOURS = ("red", "yellow", "green", "blue", "magenta")
 SHAPES = ("disc", "ring")
-
-_logger = logging.getLogger(__name__)
 
 
 def _draw(rng, colour_index, shape, size):
