@@ -17,14 +17,6 @@ SOFT /= SOFT.sum(axis=1, keepdims=True)  # mixup-like target distributions
 CLASS_WEIGHT = np.array([1.0, 2.0, 0.5, 3.0, 1.5], np.float32)
 
 
-@pytest.fixture(params=[ms.GRAPH_MODE, ms.PYNATIVE_MODE], ids=["graph", "pynative"])
-def mode(request):
-    previous = ms.get_context("mode")
-    ms.set_context(mode=request.param)
-    yield request.param
-    ms.set_context(mode=previous)
-
-
 class WithAuxHead(nn.Cell):
     """Builds the (main, aux) logits tuple inside the graph, as a network with an auxiliary head returns it."""
 

@@ -27,14 +27,6 @@ class TinyNet(nn.Cell):
         return {"pos_embed", "cls_token"}
 
 
-@pytest.fixture(params=[ms.GRAPH_MODE, ms.PYNATIVE_MODE], ids=["graph", "pynative"])
-def mode(request):
-    previous = ms.get_context("mode")
-    ms.set_context(mode=request.param)
-    yield request.param
-    ms.set_context(mode=previous)
-
-
 @pytest.fixture
 def pynative():
     previous = ms.get_context("mode")

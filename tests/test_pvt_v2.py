@@ -61,14 +61,17 @@ def test_overlapping_patch_conv_pads_symmetrically_like_pytorch(kernel, stride, 
     np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
 
 
-def test_timm_layout_reproduces_timm_logits(tmp_path, mode):
-    path = tmp_path / "pvt_v2_b0.safetensors"
-    save_file(reference_state("torch", "pvt_v2_b0"), str(path))
-    model = create_model("pvt_v2_b0", checkpoint_path=str(path))
+def assert_reproduces_timm_logits(model):
     model.set_train(False)
     logits = model(ms.Tensor(reference_input())).asnumpy()
     reference = golden_logits("torch", "pvt_v2_b0")
     assert np.abs(logits - reference).max() / np.abs(reference).max() <= 2e-5
+
+
+def test_timm_layout_reproduces_timm_logits(tmp_path, mode):
+    path = tmp_path / "pvt_v2_b0.safetensors"
+    save_file(reference_state("torch", "pvt_v2_b0"), str(path))
+    assert_reproduces_timm_logits(create_model("pvt_v2_b0", checkpoint_path=str(path)))
 
 
 def test_mindcv_layout_checkpoint_round_trips_to_timm_logits(tmp_path):
@@ -82,11 +85,7 @@ def test_mindcv_layout_checkpoint_round_trips_to_timm_logits(tmp_path):
     assert sorted((k, tuple(v.shape)) for k, v in entries.items()) == \
         sorted((r["name"], tuple(int(s) for s in r["shape"].strip("[]").split(","))) for r in table)
 
-    model = create_model("pvt_v2_b0", checkpoint_path=str(ckpt_path))
-    model.set_train(False)
-    logits = model(ms.Tensor(reference_input())).asnumpy()
-    reference = golden_logits("torch", "pvt_v2_b0")
-    assert np.abs(logits - reference).max() / np.abs(reference).max() <= 2e-5
+    assert_reproduces_timm_logits(create_model("pvt_v2_b0", checkpoint_path=str(ckpt_path)))
 
 
 def test_mindcv_recipe_weights_load_strictly(tmp_path):
