@@ -95,7 +95,8 @@ def test_missing_root_and_split_name_path_and_layout(tmp_path):
 def test_split_without_images_is_an_error(tmp_path):
     (tmp_path / "train" / "class_a").mkdir(parents=True)
     (tmp_path / "train" / "class_a" / "readme.txt").write_text("no images here")
-    with pytest.raises(ValueError, match="No images found in .*train"):
+    with pytest.raises(ValueError, match="No images found in .*train"), \
+            pytest.warns(UserWarning, match="class_a.* has no images"):
         create_dataset("imagenet", str(tmp_path), "train")
 
 
