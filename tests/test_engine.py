@@ -1,6 +1,8 @@
 """TrainStep / EvalStep: the compiled steps of train.py, on a tiny PiT in graph and pynative mode."""
 import json
+import logging
 import math
+import re
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import mindspore as ms
 from mindspore import nn
 
 from mindcv_lite.engine import CheckpointManager, EvalStep, TrainStep, save_train_checkpoint
+from mindcv_lite.engine.progress import EpochProgress, format_duration
 from mindcv_lite.loss import create_loss
 from mindcv_lite.models import read_checkpoint
 from mindcv_lite.models.pit import PoolingTransformer
@@ -177,3 +180,31 @@ def test_a_write_killed_midway_leaves_the_previous_checkpoint_intact(tmp_path, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints.json", "tiny-1_3.ckpt"]  # no temp files left
     assert json.loads((tmp_path / "checkpoints.json").read_text())["latest"]["file"] == "tiny-1_3.ckpt"
     assert int(read_checkpoint(str(path))["epoch_num"]) == 1
+
+
+def test_progress_logs_every_log_interval_steps_with_loss_lr_rate_and_eta(caplog):
+    logger = logging.getLogger("progress-test")
+    with caplog.at_level(logging.INFO, logger="progress-test"):
+        progress = EpochProgress(epoch=2, num_epochs=3, steps=7, images_per_step=16, log_interval=3, use_bar=False,
+                                 logger=logger)
+        for step in range(7):
+            progress.update(loss=float(step), lr=1e-3)
+        summary = progress.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split("  ")[0] for line in lines] == ["epoch 2/3 step 3/7", "epoch 2/3 step 6/7", "epoch 2/3 step 7/7"]
+    assert all(re.search(r"loss \d+\.\d{4}  lr 1\.000e-03  [\d.]+ img/s  eta \d\d:\d\d \(run \d\d:\d\d\)", line)
+               for line in lines)
+    assert "loss 1.0000" in lines[0] and "loss 4.0000" in lines[1] and "loss 6.0000" in lines[2]
+    assert summary["loss"] == pytest.approx(3.0) and summary["images_per_s"] > 0
+
+
+def test_progress_bar_replaces_log_lines_on_a_terminal(caplog, capsys):
+    logger = logging.getLogger("progress-test")
+    with caplog.at_level(logging.INFO, logger="progress-test"):
+        progress = EpochProgress(epoch=1, num_epochs=1, steps=4, images_per_step=8, log_interval=1, use_bar=True,
+                                 logger=logger)
+        for _ in range(4):
+            progress.update(loss=0.5, lr=0.1)
+        progress.close()
+    assert not caplog.records
+    assert "epoch 1/1" in capsys.readouterr().err and format_duration(3725) == "1:02:05"
