@@ -9,17 +9,13 @@ import argparse
 import sys
 
 from .models import create_model, save_checkpoint
-from .models.checkpoint import checkpoint_num_classes, load_state, model_state, read_checkpoint
+from .models.checkpoint import load_with_checkpoint_classes, read_checkpoint
 
 
 def convert(src, dst, model_name, img_size=None, use_ema=False):
     """Write `src`'s weights for `model_name` to `dst` in our layout; returns the converted model."""
     model = create_model(model_name, img_size=img_size)
-    state = model_state(model, read_checkpoint(src), use_ema)
-    num_classes = checkpoint_num_classes(model, state)
-    if num_classes is not None and num_classes != model.num_classes:
-        model.reset_classifier(num_classes)
-    load_state(model, state, src)
+    load_with_checkpoint_classes(model, read_checkpoint(src), src, use_ema)
     save_checkpoint(model, dst)
     return model
 

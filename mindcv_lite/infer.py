@@ -18,16 +18,9 @@ from .data.image_bytes import CorruptImageError, decode_to_bmp
 from .engine.checkpointing import CLASS_NAMES_KEY
 from .imagenet_classes import IMAGENET_CLASSES
 from .models import create_model, get_pretrained_cfg, read_checkpoint
+from .models.checkpoint import load_state, load_with_checkpoint_classes, model_state
 
 __all__ = ["classify", "class_names_for", "load_images"]
-
-
-def _classifier_classes(model_name, entries):
-    """The number of classes of the checkpoint's classifier, or None when it has none."""
-    heads = get_pretrained_cfg(model_name)["classifier"]
-    head = heads if isinstance(heads, str) else heads[0]
-    weight = entries.get(f"{head}.weight")
-    return int(weight.shape[0]) if isinstance(weight, np.ndarray) and weight.ndim == 2 else None
 
 
 def class_names_for(num_classes, entries):
@@ -64,10 +57,14 @@ def load_images(paths, image_size, crop_pct, interpolation):
 def classify(model_name, ckpt_path, paths, num_classes=None, image_size=None, top_k=5):
     """[(path, [(class name, probability), ...top_k]), ...] for the images in `paths`."""
     entries = read_checkpoint(ckpt_path)
-    num_classes = num_classes or _classifier_classes(model_name, entries) or 1000
     cfg = get_pretrained_cfg(model_name)
     image_size = image_size or cfg["input_size"][-1]
-    model = create_model(model_name, num_classes=num_classes, checkpoint_path=ckpt_path, img_size=image_size)
+    model = create_model(model_name, num_classes=num_classes or cfg["num_classes"], img_size=image_size)
+    if num_classes:
+        load_state(model, model_state(model, entries), ckpt_path)
+    else:
+        load_with_checkpoint_classes(model, entries, ckpt_path)
+    num_classes = model.num_classes
     model.set_train(False)
     images = load_images(paths, image_size, cfg["crop_pct"], cfg["interpolation"])
     probabilities = ops.softmax(model(ms.Tensor(images)), axis=-1).asnumpy()

@@ -130,6 +130,16 @@ def checkpoint_num_classes(model, state):
     return None if weight is None else int(weight.shape[0])
 
 
+def load_with_checkpoint_classes(model, entries, path, use_ema=False):
+    """Load checkpoint `entries` (read from `path`) strictly, first resizing `model`'s classifier to the
+    checkpoint's number of classes (for tools that take the classes from the checkpoint)."""
+    state = model_state(model, entries, use_ema)
+    num_classes = checkpoint_num_classes(model, state)
+    if num_classes is not None and num_classes != model.num_classes:
+        model.reset_classifier(num_classes)
+    load_state(model, state, path)
+
+
 def _differs_only_in_classes(state, shapes, keys):
     """The classifier weights have another number of outputs but fit the model's features (fine-tuning)."""
     checkpoint_shapes = [tuple(state[k].shape) for k in keys]
