@@ -104,7 +104,7 @@ def test_yaml_values_get_command_line_types(tmp_path, capsys):
     assert (args.lr, args.loss, args.opt, args.num_classes) == (0.001, "CE", "adamw", None)
     err = _parse_error(capsys, ["-c", _write_yaml(tmp_path, "batch_size: 2.5\n", "b.yaml")])
     assert "batch_size" in err and "integer" in err
-    err = _parse_error(capsys, ["-c", _write_yaml(tmp_path, "opt: rmsprop\n", "o.yaml")])
+    err = _parse_error(capsys, ["-c", _write_yaml(tmp_path, "opt: rmsprob\n", "o.yaml")])
     assert "'opt' must be one of" in err and "rmsprop" in err
 
 
@@ -140,13 +140,14 @@ def test_script_can_add_its_own_arguments(tmp_path, capsys):
 
 
 def test_mindcv_filter_bias_and_bn_sets_weight_decay_filter(tmp_path, capsys):
-    assert parse_args([]).weight_decay_filter == "norm_and_bias"
-    args = parse_args(["--filter_bias_and_bn", "False"])
-    assert args.weight_decay_filter == "disable" and not hasattr(args, "filter_bias_and_bn")
-    path = _write_yaml(tmp_path, "filter_bias_and_bn: false\n")
-    assert parse_args(["-c", path]).weight_decay_filter == "disable"
+    assert parse_args([]).weight_decay_filter == "disable"
+    args = parse_args(["--filter_bias_and_bn", "True"])
+    assert args.weight_decay_filter == "norm_and_bias" and not hasattr(args, "filter_bias_and_bn")
+    path = _write_yaml(tmp_path, "filter_bias_and_bn: true\n")
+    assert parse_args(["-c", path]).weight_decay_filter == "norm_and_bias"
     assert parse_args(["-c", path, "--weight_decay_filter", "auto"]).weight_decay_filter == "auto"
-    conflict = _write_yaml(tmp_path, "filter_bias_and_bn: true\nweight_decay_filter: disable\n", "conflict.yaml")
+    conflict = _write_yaml(tmp_path, "filter_bias_and_bn: false\nweight_decay_filter: norm_and_bias\n",
+                           "conflict.yaml")
     assert "disagree" in _parse_error(capsys, ["-c", conflict])
 
 

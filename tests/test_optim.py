@@ -71,7 +71,8 @@ def test_no_weight_decay_names_can_also_be_passed(pynative):
     net = TinyNet()
     params = net.trainable_params()  # a parameter list carries no no_weight_decay() of its own
     before = _values(net)
-    optimizer = create_optimizer(params, opt="adamw", lr=0.5, weight_decay=0.1, no_weight_decay={"pos_embed"})
+    optimizer = create_optimizer(params, opt="adamw", lr=0.5, weight_decay=0.1, no_weight_decay={"pos_embed"},
+                                 weight_decay_filter="norm_and_bias")
     optimizer(ms.mutable(_zero_grads(net)))
     after = _values(net)
     np.testing.assert_allclose(after["pos_embed"], before["pos_embed"])
@@ -109,49 +110,125 @@ def _run_steps(optimizer, net, grads_per_step):
     return _values(net)
 
 
-def _adamw_reference(params, grads_per_step, lrs, weight_decays, beta1=0.9, beta2=0.999, eps=1e-8):
-    """torch.optim.AdamW's update, written out in numpy."""
-    params = [p.astype(np.float64) for p in params]
-    m = [np.zeros_like(p) for p in params]
-    v = [np.zeros_like(p) for p in params]
-    for t, (grads, lr) in enumerate(zip(grads_per_step, lrs), start=1):
-        for i, (g, wd) in enumerate(zip(grads, weight_decays)):
-            params[i] = params[i] * (1 - lr * wd)
-            m[i] = beta1 * m[i] + (1 - beta1) * g
-            v[i] = beta2 * v[i] + (1 - beta2) * g * g
-            m_hat, v_hat = m[i] / (1 - beta1**t), v[i] / (1 - beta2**t)
-            params[i] = params[i] - lr * m_hat / (np.sqrt(v_hat) + eps)
-    return params
+def _reference_step(opt, lr, wd):
+    """One step of `opt`'s published update rule for one parameter, in float64 numpy: (p, g, state, t) -> p."""
+    def l2(p, g):
+        return g + wd * p
+
+    def sgd(p, g, s, t, nesterov=False):  # MindSpore/torch SGD: momentum buffer starts at the first gradient
+        g = l2(p, g)
+        s["buf"] = g if t == 1 else 0.9 * s["buf"] + g
+        return p - lr * (g + 0.9 * s["buf"] if nesterov else s["buf"])
+
+    def momentum(p, g, s, t, nesterov=False):  # MindSpore ApplyMomentum: v = m v + g; p -= lr (g + m v | v)
+        g = l2(p, g)
+        s["v"] = 0.9 * s.get("v", 0.0) + g
+        return p - lr * (g + 0.9 * s["v"] if nesterov else s["v"])
+
+    def adam(p, g, s, t):
+        g = l2(p, g)
+        s["m"] = 0.9 * s.get("m", 0.0) + 0.1 * g
+        s["v"] = 0.999 * s.get("v", 0.0) + 0.001 * g * g
+        return p - lr * np.sqrt(1 - 0.999**t) / (1 - 0.9**t) * s["m"] / (np.sqrt(s["v"]) + 1e-8)  # MindSpore's Adam
+
+    def adamw(p, g, s, t):  # torch.optim.AdamW
+        p = p * (1 - lr * wd)
+        s["m"] = 0.9 * s.get("m", 0.0) + 0.1 * g
+        s["v"] = 0.999 * s.get("v", 0.0) + 0.001 * g * g
+        return p - lr * (s["m"] / (1 - 0.9**t)) / (np.sqrt(s["v"] / (1 - 0.999**t)) + 1e-8)
+
+    def lion(p, g, s, t):  # Chen et al. 2023, Algorithm 2
+        m = s.get("m", 0.0)
+        p = p - lr * (np.sign(0.9 * m + 0.1 * g) + wd * p)
+        s["m"] = 0.99 * m + 0.01 * g
+        return p
+
+    def nadam(p, g, s, t):  # torch.optim.NAdam (momentum_decay = mindcv's schedule_decay = 4e-3)
+        g = l2(p, g)
+        mu = 0.9 * (1 - 0.5 * 0.96 ** (t * 4e-3))
+        mu_next = 0.9 * (1 - 0.5 * 0.96 ** ((t + 1) * 4e-3))
+        s["mu_product"] = s.get("mu_product", 1.0) * mu
+        s["m"] = 0.9 * s.get("m", 0.0) + 0.1 * g
+        s["v"] = 0.999 * s.get("v", 0.0) + 0.001 * g * g
+        denom = np.sqrt(s["v"] / (1 - 0.999**t)) + 1e-8
+        return p - lr * ((1 - mu) / (1 - s["mu_product"]) * g + mu_next / (1 - s["mu_product"] * mu_next) * s["m"]) / denom
+
+    def adan(p, g, s, t):  # sail-sg/Adan (Xie et al. 2022), betas (0.98, 0.92, 0.99), proximal weight decay
+        diff = g - s["prev"] if t > 1 else np.zeros_like(g)
+        s["prev"] = g
+        s["m"] = 0.98 * s.get("m", 0.0) + 0.02 * g
+        s["v"] = 0.92 * s.get("v", 0.0) + 0.08 * diff
+        s["n"] = 0.99 * s.get("n", 0.0) + 0.01 * (g + 0.92 * diff) ** 2
+        denom = np.sqrt(s["n"] / (1 - 0.99**t)) + 1e-8
+        p = p - lr * (s["m"] / (1 - 0.98**t) + 0.92 * s["v"] / (1 - 0.92**t)) / denom
+        return p / (1 + lr * wd)
+
+    def rmsprop(p, g, s, t):  # MindSpore RMSProp (TF): mean square starts at 1; momentum 0.9, decay 0.9, eps 1e-10
+        g = l2(p, g)
+        s["ms"] = 0.9 * s.get("ms", 1.0) + 0.1 * g * g
+        s["mom"] = 0.9 * s.get("mom", 0.0) + lr * g / np.sqrt(s["ms"] + 1e-10)
+        return p - s["mom"]
+
+    def adagrad(p, g, s, t):  # MindSpore Adagrad: accumulator starts at 0.1
+        g = l2(p, g)
+        s["acc"] = s.get("acc", 0.1) + g * g
+        return p - lr * g / np.sqrt(s["acc"])
+
+    def lamb(p, g, s, t):  # You et al. 2020, Algorithm 2, with bias correction, eps 1e-6
+        s["m"] = 0.9 * s.get("m", 0.0) + 0.1 * g
+        s["v"] = 0.999 * s.get("v", 0.0) + 0.001 * g * g
+        r = (s["m"] / (1 - 0.9**t)) / (np.sqrt(s["v"] / (1 - 0.999**t)) + 1e-6) + wd * p
+        w_norm, r_norm = np.linalg.norm(p), np.linalg.norm(r)
+        trust = w_norm / r_norm if w_norm > 0 and r_norm > 0 else 1.0
+        return p - lr * trust * r
+
+    rules = dict(sgd=sgd, momentum=momentum, nesterov=lambda p, g, s, t: momentum(p, g, s, t, nesterov=True),
+                 adam=adam, adamw=adamw, lion=lion, nadam=nadam, adan=adan, rmsprop=rmsprop, adagrad=adagrad,
+                 lamb=lamb)
+    return rules[opt]
 
 
-def _lion_reference(params, grads_per_step, lrs, weight_decays, beta1=0.9, beta2=0.99):
-    """Lion's update (Chen et al. 2023, Algorithm 2), written out in numpy."""
-    params = [p.astype(np.float64) for p in params]
-    m = [np.zeros_like(p) for p in params]
-    for grads, lr in zip(grads_per_step, lrs):
-        for i, (g, wd) in enumerate(zip(grads, weight_decays)):
-            update = np.sign(beta1 * m[i] + (1 - beta1) * g)
-            params[i] = params[i] - lr * (update + wd * params[i])
-            m[i] = beta2 * m[i] + (1 - beta2) * g
-    return params
+@pytest.mark.parametrize("opt", OPTIMIZERS)
+def test_each_optimizer_matches_its_published_update_rule(opt):
+    # Three steps on a tiny parameter (graph mode: the optimizer cell compiles as in training), with weight decay.
+    previous = ms.get_context("mode")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        rng = np.random.default_rng(1)
+        start = rng.standard_normal((2, 3)).astype(np.float32)
+        param = Parameter(Tensor(start), name="w")
+        grads = [rng.standard_normal((2, 3)).astype(np.float32) for _ in range(3)]
+        lr, wd = 0.05, 0.1
+        optimizer = create_optimizer([param], opt=opt, lr=lr, weight_decay=wd)
+        for g in grads:
+            optimizer(ms.mutable((Tensor(g),)))
+    finally:
+        ms.set_context(mode=previous)
+    step, state, expected = _reference_step(opt, lr, wd), {}, start.astype(np.float64)
+    for t, g in enumerate(grads, start=1):
+        expected = step(expected, g.astype(np.float64), state, t)
+    assert not np.allclose(expected, start)
+    np.testing.assert_allclose(param.asnumpy(), expected, rtol=2e-5, atol=2e-6)
 
 
-@pytest.mark.parametrize("opt, reference", [("adamw", _adamw_reference), ("lion", _lion_reference)])
-def test_own_optimizers_match_reference_updates(mode, opt, reference):
+@pytest.mark.parametrize("opt", ["adamw", "lion", "lamb", "adan"])
+def test_decoupled_optimizers_follow_group_weight_decay_and_loss_scale(mode, opt):
+    # Per-group weight decay (norm_and_bias) with per-step lr and a loss scale the optimizer divides out.
     net = TinyNet()
     names = [p.name for p in net.trainable_params()]
     before = [p.asnumpy().copy() for p in net.trainable_params()]
     rng = np.random.default_rng(1)
     grads_per_step = [[rng.standard_normal(p.shape).astype(np.float32) for p in before] for _ in range(3)]
     lrs, loss_scale = [0.1, 0.05, 0.02], 4.0
-    optimizer = create_optimizer(net, opt=opt, lr=lrs, weight_decay=0.1, loss_scale=loss_scale)
-    scaled = [[g * loss_scale for g in grads] for grads in grads_per_step]  # the optimizer divides loss_scale out
-    after = _run_steps(optimizer, net, scaled)
-
-    weight_decays = [0.0 if name in NO_DECAY else 0.1 for name in names]
-    expected = reference(before, grads_per_step, lrs, weight_decays)
-    for name, value in zip(names, expected):
-        np.testing.assert_allclose(after[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+    optimizer = create_optimizer(net, opt=opt, lr=lrs, weight_decay=0.1, loss_scale=loss_scale,
+                                 weight_decay_filter="norm_and_bias")
+    after = _run_steps(optimizer, net, [[g * loss_scale for g in grads] for grads in grads_per_step])
+    for name, start, index in zip(names, before, range(len(names))):
+        wd = 0.0 if name in NO_DECAY else 0.1
+        expected, state = start.astype(np.float64), {}
+        for t, (grads, lr) in enumerate(zip(grads_per_step, lrs), start=1):
+            expected = _reference_step(opt, lr, wd)(expected, grads[index].astype(np.float64), state, t)
+        np.testing.assert_allclose(after[name], expected, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 @pytest.mark.parametrize("opt", OPTIMIZERS)
@@ -175,6 +252,11 @@ def test_loss_scale_is_divided_out_of_gradients_only(pynative, opt):
     ("momentum", ("moments.",)),
     ("sgd", ("accum.", "stat.")),
     ("lion", ("lion_m.",)),
+    ("nadam", ("nadam_m.", "nadam_v.", "mu_product", "beta2_power")),
+    ("adan", ("adan_m.", "adan_v.", "adan_n.", "adan_prev_grad.")),
+    ("lamb", ("lamb_m.", "lamb_v.", "beta1_power", "beta2_power")),
+    ("rmsprop", ("mean_square.", "moment.")),
+    ("adagrad", ("accum.",)),
 ])
 def test_saved_optimizer_state_resumes_exactly(pynative, tmp_path, opt, state_prefixes):
     rng = np.random.default_rng(2)
@@ -208,8 +290,8 @@ def test_saved_optimizer_state_resumes_exactly(pynative, tmp_path, opt, state_pr
 
 def test_bad_arguments_say_what_is_wrong():
     params = TinyNet().trainable_params()
-    with pytest.raises(ValueError, match="rmsprop"):
-        create_optimizer(params, opt="rmsprop")
+    with pytest.raises(ValueError, match="Unknown optimizer 'sgdw'.*rmsprop"):
+        create_optimizer(params, opt="sgdw")
     with pytest.raises(ValueError, match="layer_decay"):
         create_optimizer(params, opt="adamw", layer_decay=0.75)
     with pytest.raises(ValueError, match="eps"):

@@ -1,6 +1,10 @@
-"""Optimizers and parameter groups (mindcv semantics)."""
+"""Optimizers, parameter groups and freezing (mindcv semantics)."""
 from .adamw import AdamW
+from .adan import Adan
+from .lamb import Lamb
 from .lion import Lion
-from .optim_factory import OPTIMIZERS, WEIGHT_DECAY_FILTERS, create_optimizer, param_groups_weight_decay
+from .nadam import NAdam
+from .optim_factory import DEFAULT_EPS, OPTIMIZERS, WEIGHT_DECAY_FILTERS, create_optimizer, param_groups_weight_decay
 
-__all__ = ["OPTIMIZERS", "WEIGHT_DECAY_FILTERS", "AdamW", "Lion", "create_optimizer", "param_groups_weight_decay"]
+__all__ = ["DEFAULT_EPS", "OPTIMIZERS", "WEIGHT_DECAY_FILTERS", "AdamW", "Adan", "Lamb", "Lion", "NAdam",
+           "create_optimizer", "param_groups_weight_decay"]

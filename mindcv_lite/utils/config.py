@@ -178,26 +178,31 @@ def _add_mindcv_arguments(parser: argparse.ArgumentParser) -> None:
     _bool_flag(group, "--clip_grad", False, "Clip gradients by global norm")
     group.add_argument("--clip_value", type=_float, default=15.0, help="Gradient clipping norm")
     group.add_argument("--layer_decay", type=_float, default=None,
-                       help="Layer-wise lr decay; not supported by mindcv_lite's optimizers")
+                       help="Layer-wise lr decay: layer i of L trains at lr * layer_decay ** (L - 1 - i) (stem 0, "
+                            "blocks in order, head last); None = off. 0.65-0.85 is usual for fine-tuning")
     group.add_argument("--gradient_accumulation_steps", type=_int, default=1,
                        help="Accumulate gradients over N batches per update")
 
     group = parser.add_argument_group("Optimizer")
-    group.add_argument("--opt", type=str.lower, default="adam", choices=["sgd", "momentum", "adam", "adamw", "lion"],
+    group.add_argument("--opt", type=str.lower, default="adam",
+                       choices=["sgd", "momentum", "nesterov", "adam", "adamw", "lion", "nadam", "adan", "rmsprop",
+                                "adagrad", "lamb"],
                        help="Optimizer")
-    group.add_argument("--momentum", type=_float, default=0.9, help="Momentum for sgd/momentum")
+    group.add_argument("--momentum", type=_float, default=0.9, help="Momentum for sgd/momentum/nesterov/rmsprop")
     group.add_argument("--weight_decay", type=_float, default=1e-6, help="Weight decay")
     _bool_flag(group, "--use_nesterov", False, "Nesterov momentum")
-    group.add_argument("--weight_decay_filter", type=str, default="norm_and_bias",
+    group.add_argument("--weight_decay_filter", type=str, default="disable",
                        choices=["disable", "auto", "norm_and_bias"],
-                       help="Parameters without weight decay: norm_and_bias = norms, biases and the model's "
-                            "no_weight_decay() (position embeddings, class tokens); disable = none; auto = "
-                            "MindSpore's gamma/beta filter (mindcv's default is disable)")
+                       help="Parameters without weight decay: disable = none (mindcv's default); norm_and_bias = "
+                            "norms, biases and the model's no_weight_decay() (position embeddings, class tokens); "
+                            "auto = MindSpore's gamma/beta filter")
     group.add_argument("--filter_bias_and_bn", type=str2bool, nargs="?", const=True, action=_FilterBiasAndBn,
                        default=argparse.SUPPRESS,
                        help="Older mindcv spelling: True = --weight_decay_filter norm_and_bias, False = disable")
     group.add_argument("--eps", type=_float, default=None,
-                       help="Adam/AdamW epsilon; None = their default 1e-8, as in mindcv")
+                       help="Epsilon of adam/adamw/nadam/adan/rmsprop/lamb; None = mindcv's per optimizer: 1e-10 for "
+                            "rmsprop (mindcv's --eps default, which only rmsprop reads), 1e-8 adam/adamw/nadam/adan, "
+                            "1e-6 lamb")
 
     group = parser.add_argument_group("Scheduler")
     group.add_argument("--scheduler", type=str, default="cosine_decay",
@@ -239,6 +244,13 @@ def _add_mindcv_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--loss_scale", type=_float, default=1.0, help="(Initial) loss scale")
     _bool_flag(group, "--drop_overflow_update", False,
                "Skip the update of a step whose gradients overflow")
+
+    group = parser.add_argument_group("Fine-tuning (mindcv_lite)")
+    _bool_flag(group, "--freeze_backbone", False, "Train only the classifier (linear probe)")
+    group.add_argument("--freeze_stages", type=_int, default=0,
+                       help="Freeze the patch embedding and the first K stages (0 = none frozen)")
+    _bool_flag(group, "--recompute", False,
+               "Gradient checkpointing: recompute each block's activations in backward (less memory, more time)")
 # fmt: on
 
 
