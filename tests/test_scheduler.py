@@ -79,6 +79,33 @@ def test_bad_arguments_say_what_is_wrong():
     with pytest.raises(ValueError, match="cosine"):
         create_scheduler(10, "cosine")
     with pytest.raises(ValueError, match="warmup_epochs"):
-        create_scheduler(10, "constant", warmup_epochs=5, num_epochs=3)
+        create_scheduler(10, "constant", warmup_epochs=-1, num_epochs=3)
     with pytest.raises(ValueError, match="steps_per_epoch"):
         create_scheduler(0, "constant")
+
+
+def _warnings(caplog):
+    return [r for r in caplog.records if r.levelname == "WARNING" and r.name.startswith("mindcv_lite.scheduler")]
+
+
+def test_shortened_recipe_warns_once_and_fits_warmup_and_decay_into_the_run(caplog):
+    # pit_xs's recipe (warmup 10, cosine 590 epochs) run for 12 epochs: warmup 10 epochs, the cosine over the last 2.
+    lrs = create_scheduler(2, "cosine_decay", lr=1.0, min_lr=0.0, warmup_epochs=10, warmup_factor=0.0,
+                           decay_epochs=590, num_epochs=12)
+    assert len(_warnings(caplog)) == 1 and "longer than the run" in _warnings(caplog)[0].getMessage()
+    _close(lrs, [step / 20 for step in range(20)] + [0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(4)])
+
+
+def test_warmup_longer_than_the_run_warms_up_over_the_whole_run(caplog):
+    # `--epoch_size 6` with the recipe's warmup_epochs 10 (mindcv's example): warm up over the 6 epochs.
+    lrs = create_scheduler(1, "cosine_decay", lr=1.0, min_lr=0.0, warmup_epochs=10, warmup_factor=0.4,
+                           decay_epochs=490, num_epochs=6)
+    assert len(_warnings(caplog)) == 1 and "no decay phase" in _warnings(caplog)[0].getMessage()
+    _close(lrs, [0.4 + 0.6 * step / 6 for step in range(6)])
+    single = create_scheduler(3, "step_decay", lr=1.0, warmup_epochs=5, decay_epochs=2, num_epochs=1)
+    _close(single, [0.0, 1 / 3, 2 / 3])
+
+
+def test_full_length_recipe_does_not_warn(caplog):
+    create_scheduler(2, "cosine_decay", warmup_epochs=10, decay_epochs=590, num_epochs=600)
+    assert not _warnings(caplog)

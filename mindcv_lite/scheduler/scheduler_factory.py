@@ -45,19 +45,33 @@ def create_scheduler(
 
     ``epoch`` is fractional (``step / steps_per_epoch``) unless ``lr_epoch_stair`` is True, which holds the value of
     each epoch's first step for the whole epoch.
+
+    A recipe longer than the run (``warmup_epochs`` + ``decay_epochs * num_cycles`` > ``num_epochs``, e.g. a
+    600-epoch recipe run for 6) logs one warning and is fitted to the run: the warmup keeps its length when it fits
+    (else spans the whole run) and the cosine decays to ``min_lr`` over the epochs left.
     """
     if steps_per_epoch <= 0:
         raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch}: is the training set empty?")
     if scheduler not in SCHEDULERS:
         raise ValueError(f"Unknown scheduler '{scheduler}'. Choose one of {', '.join(SCHEDULERS)}.")
-    if not 0 <= warmup_epochs <= num_epochs:
-        raise ValueError(f"warmup_epochs ({warmup_epochs}) must be between 0 and num_epochs ({num_epochs}).")
+    if warmup_epochs < 0 or num_epochs <= 0:
+        raise ValueError(f"need warmup_epochs >= 0 and num_epochs > 0, got {warmup_epochs} and {num_epochs}.")
     if scheduler in ("cosine_decay", "step_decay") and decay_epochs <= 0:
         raise ValueError(f"scheduler '{scheduler}' needs decay_epochs > 0, got {decay_epochs}.")
-    if scheduler == "cosine_decay" and warmup_epochs + decay_epochs * num_cycles > num_epochs:
+    total_steps = num_epochs * steps_per_epoch
+    warmup_steps = min(warmup_epochs, num_epochs) * steps_per_epoch
+    cycle_steps = decay_epochs * steps_per_epoch
+    recipe_epochs = warmup_epochs + (decay_epochs * num_cycles if scheduler == "cosine_decay" else 0)
+    if recipe_epochs > num_epochs:
+        # A shortened recipe (a quick run, a fine-tune): warm up over what fits, then decay over what is left.
+        if scheduler == "cosine_decay" and total_steps > warmup_steps:
+            cycle_steps = min(cycle_steps, max((total_steps - warmup_steps) // num_cycles, 1))
         _logger.warning(
-            "warmup_epochs + decay_epochs * num_cycles = %d > num_epochs = %d: the cosine is cut off before min_lr.",
-            warmup_epochs + decay_epochs * num_cycles, num_epochs,
+            "The schedule (warmup_epochs %d%s) is longer than the run (%d epochs): warming up over %d epoch(s)%s.",
+            warmup_epochs, f" + decay_epochs {decay_epochs} x {num_cycles} cycle(s)" if scheduler == "cosine_decay"
+            else "", num_epochs, warmup_steps // steps_per_epoch,
+            f", cosine decay over {cycle_steps / steps_per_epoch:g} epoch(s) per cycle"
+            if scheduler == "cosine_decay" and total_steps > warmup_steps else ", no decay phase",
         )
     milestones = sorted(milestones or ())
 
@@ -66,24 +80,24 @@ def create_scheduler(
         return math.floor(epoch) if lr_epoch_stair else epoch
 
     def warmup_lr(step):
-        return lr * (warmup_factor + (1.0 - warmup_factor) * epoch_of(step) / warmup_epochs)
+        return lr * (warmup_factor + (1.0 - warmup_factor) * epoch_of(step) * steps_per_epoch / warmup_steps)
 
     def main_lr(step):
         epoch = epoch_of(step)
         if scheduler == "constant":
             return lr
         if scheduler == "cosine_decay":
-            cycle, step_in_cycle = divmod(step, decay_epochs * steps_per_epoch)
+            cycle, step_in_cycle = divmod(step, cycle_steps)
             if cycle >= num_cycles:
                 return min_lr
             peak = lr * cycle_decay**cycle
-            return min_lr + 0.5 * (peak - min_lr) * (1.0 + math.cos(math.pi * epoch_of(step_in_cycle) / decay_epochs))
+            progress = epoch_of(step_in_cycle) * steps_per_epoch / cycle_steps
+            return min_lr + 0.5 * (peak - min_lr) * (1.0 + math.cos(math.pi * progress))
         if scheduler == "exponential_decay":
             return lr * decay_rate**epoch
         if scheduler == "step_decay":
             return lr * decay_rate ** (math.floor(epoch) // decay_epochs)
         return lr * decay_rate ** bisect_right(milestones, math.floor(epoch))
 
-    warmup_steps = warmup_epochs * steps_per_epoch
-    main_steps = (num_epochs - warmup_epochs) * steps_per_epoch
-    return [warmup_lr(step) for step in range(warmup_steps)] + [main_lr(step) for step in range(main_steps)]
+    return [warmup_lr(step) for step in range(warmup_steps)] + [main_lr(step)
+                                                                 for step in range(total_steps - warmup_steps)]
