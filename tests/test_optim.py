@@ -5,6 +5,7 @@ import pytest
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
+from mindcv_lite.models.checkpoint import TRAINING_STATE_PREFIXES
 from mindcv_lite.optim import OPTIMIZERS, create_optimizer, param_groups_weight_decay
 
 NO_DECAY = {"fc.bias", "norm.gamma", "norm.beta", "pos_embed", "cls_token"}
@@ -286,6 +287,16 @@ def test_saved_optimizer_state_resumes_exactly(pynative, tmp_path, opt, state_pr
     resumed = _run_steps(resumed_optimizer, resumed_net, grads_per_step[2:])
     for name, value in uninterrupted.items():
         np.testing.assert_array_equal(resumed[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize("opt", OPTIMIZERS)
+def test_optimizer_state_is_recognised_as_training_state(opt):
+    # Checkpoints hold the optimizer's state; loading one into a model must skip it, whatever the optimizer.
+    net = TinyNet()
+    optimizer = create_optimizer(net, opt=opt, lr=[0.1, 0.05], weight_decay=0.1)
+    weights = {p.name for p in net.get_parameters()}
+    state = [p.name for p in optimizer.get_parameters() if p.name not in weights]
+    assert state and all(name.startswith(TRAINING_STATE_PREFIXES) for name in state), state
 
 
 def test_bad_arguments_say_what_is_wrong():

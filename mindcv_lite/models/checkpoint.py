@@ -17,8 +17,10 @@ from ..utils.io import atomic_path
 _logger = logging.getLogger(__name__)
 
 # Optimizer moments, loss-scale and bookkeeping entries that MindSpore/mindcv training writes next to the weights.
-TRAINING_STATE_PREFIXES = ("adam_m.", "adam_v.", "moments.", "moment1.", "moment2.", "accum.", "lion_m.", "lamb_m.",
-                           "lamb_v.", "mean_grad.", "mean_square.", "optimizer.", "ema.", "global_step",
+TRAINING_STATE_PREFIXES = ("adam_m.", "adam_v.", "moments.", "moment.", "moment1.", "moment2.", "accum.", "stat.",
+                           "lion_m.", "lamb_m.", "lamb_v.", "nadam_m.", "nadam_v.", "mu_product", "adan_m.", "adan_v.",
+                           "adan_n.", "adan_prev_grad.", "mean_grad.", "mean_square.", "optimizer.", "ema.",
+                           "global_step", "momentum",
                            "learning_rate", "beta1_power", "beta2_power", "scale_sense", "loss_scale",
                            "current_iterator_step", "last_overflow_iterator_step", "epoch_num", "step_num", "train.",
                            "meta.")
