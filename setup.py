@@ -15,6 +15,8 @@ setup(
         "pillow",
         # weight interchange with PyTorch/timm checkpoints without needing torch
         "safetensors",
+        # curves.png of every run and `python -m mindcv_lite.plot` (Agg backend, no display needed)
+        "matplotlib",
     ],
     # onnxruntime runs the exported ONNX files in tests/test_export.py
     extras_require={"test": ["pytest", "onnxruntime"]},
