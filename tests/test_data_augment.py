@@ -5,10 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import mindspore.dataset.vision as vision
-
 from mindcv_lite.data import create_auto_augment
-from mindcv_lite.data.auto_augment import AugmentOp, AutoAugment, RandAugment
+from mindcv_lite.data.auto_augment import AugmentOp, AutoAugment, RandAugment, TrivialAugmentWide
 
 INCREASING = [
     "AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeIncreasing", "SolarizeIncreasing", "SolarizeAdd",
@@ -55,11 +53,39 @@ def test_autoaugment_policies(text, posterize):
     assert posterize in names and not {"PosterizeOriginal", "PosterizeIncreasing"} - {posterize} & names
 
 
-def test_trivialaugwide_is_mindspores_op():
-    op = create_auto_augment("trivialaugwide", interpolation="bicubic")
-    assert isinstance(op, vision.TrivialAugmentWide)
-    out = op(_image())
-    assert out.shape == (36, 44, 3) and out.dtype == np.uint8
+def test_trivialaugwide_draws_one_op_per_image_from_the_seed():
+    op = create_auto_augment("trivialaugwide", interpolation="bicubic", mean=(124, 116, 104))
+    assert isinstance(op, TrivialAugmentWide) and op.fill == (124, 116, 104)
+    image = _image()
+    outputs = [op(image, seed) for seed in range(40)]
+    assert all(out.shape == (36, 44, 3) and out.dtype == np.uint8 for out in outputs)
+    np.testing.assert_array_equal(op(image, 7), outputs[7])
+    unchanged = sum(np.array_equal(out, image) for out in outputs)
+    assert 0 < unchanged < 15  # Identity is 1 op of 14 (and a few ops at magnitude 0 leave the image alone)
+    assert len({out.tobytes() for out in outputs}) > 25
+    seen = _recorded_trivial_augment(op)
+    assert {name for name, _ in seen} == set(op.space) - {"Identity"}  # the other 13 ops all get chosen
+    magnitudes = lambda name: np.array([m for n, m in seen if n == name])  # noqa: E731
+    rotations = magnitudes("Rotate")
+    assert rotations.min() >= -135 and rotations.max() <= 135 and rotations.min() < -45 and rotations.max() > 45
+    assert set(magnitudes("Posterize").tolist()) <= set(range(2, 9))  # bits kept, 8 - round(bin / 5)
+    brightness = magnitudes("Brightness")  # factor 1 + m, m in [-0.99, 0.99]
+    assert np.abs(brightness).max() <= 0.99 + 1e-9 and brightness.min() < 0 < brightness.max()
+    assert len(magnitudes("Equalize")) > 0 and set(magnitudes("Equalize").tolist()) == {None}
+
+
+def _recorded_trivial_augment(op, draws=600):
+    """(op name, magnitude) of each op TrivialAugmentWide applies over `draws` images (image ops replaced)."""
+    seen = []
+
+    def recorder(name):
+        return lambda img, magnitude=None, **_: seen.append((name, magnitude)) or img
+
+    op.space = {name: (fn and recorder(name), mags, signed) for name, (fn, mags, signed) in op.space.items()}
+    for seed in range(draws):
+        for chosen in op.choose_ops(random.Random(seed)):
+            chosen(None, None)
+    return seen
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,7 @@
 """create_transforms: eval geometry against a hand-computed resize/crop, train ops, NormalizeCHW, RandomErasing."""
+import math
+import random
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -7,7 +10,8 @@ import mindspore.dataset.vision as vision
 from mindspore.dataset.transforms import Compose
 
 from mindcv_lite.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transforms
-from mindcv_lite.data.transforms import NormalizeCHW, RandomErasing
+from mindcv_lite.data.seeded import SeededTransform
+from mindcv_lite.data.transforms import ColorJitter, NormalizeCHW, RandomErasing, RandomResizedCrop
 
 MEAN = np.array(IMAGENET_DEFAULT_MEAN, np.float32).reshape(3, 1, 1)
 STD = np.array(IMAGENET_DEFAULT_STD, np.float32).reshape(3, 1, 1)
@@ -28,9 +32,11 @@ def _encode(pixels, fmt="PNG"):
     return np.frombuffer(buffer.getvalue(), np.uint8)
 
 
-def _run(transforms, data):
-    """Apply a transform list (as create_loader would per image) to one encoded image."""
-    return Compose(list(transforms))(data)
+def _run(transforms, data, seed=0):
+    """Apply a transform list (as create_loader would per image) to one encoded image with sample seed `seed`."""
+    for salt, op in enumerate(transforms):
+        data = op(data, seed, salt) if isinstance(op, SeededTransform) else Compose([op])(data)
+    return data
 
 
 @pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
@@ -77,11 +83,13 @@ def test_train_output_shape_dtype_range_and_flips():
 def test_train_list_follows_the_recipe():
     names = lambda ts: [type(t).__name__ for t in ts]  # noqa: E731
     jitter = create_transforms("imagenet", is_training=True)
-    assert names(jitter) == ["RandomCropDecodeResize", "RandomHorizontalFlip", "RandomColorAdjust", "NormalizeCHW"]
+    assert names(jitter) == ["RandomResizedCrop", "RandomHorizontalFlip", "ColorJitter", "NormalizeCHW"]
+    # every random op draws from the sample's seed (exactly resumable), none from MindSpore's global stream
+    assert all(isinstance(op, SeededTransform) for op in jitter if type(op).__name__ != "NormalizeCHW")
     recipe = create_transforms("imagenet", is_training=True, auto_augment="randaug-m9-mstd0.5-inc1", re_prob=0.25,
                                vflip=0.5, color_jitter=0.4)  # fmt: skip
     # colour jitter is off under an auto-augment policy, as in timm and mindcv
-    assert names(recipe) == ["RandomCropDecodeResize", "RandomHorizontalFlip", "RandomVerticalFlip", "RandAugment",
+    assert names(recipe) == ["RandomResizedCrop", "RandomHorizontalFlip", "RandomVerticalFlip", "RandAugment",
                              "NormalizeCHW", "RandomErasing"]  # fmt: skip
     primary, secondary, final = create_transforms("imagenet", is_training=True, separate=True, re_prob=0.5)
     assert names(primary + secondary + final) == names(create_transforms("imagenet", is_training=True, re_prob=0.5))
@@ -98,6 +106,41 @@ def test_create_transforms_arguments():
         create_transforms("imagenet", is_training=True, color_jitter=[0.1, 0.2])
     with pytest.raises(ValueError, match="ImageNet"):
         create_transforms("mnist")
+
+
+def test_random_resized_crop_boxes_follow_scale_and_ratio():
+    crop = RandomResizedCrop(16, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3))
+    for seed in range(200):
+        top, left, h, w = crop.crop_box(60, 80, random.Random(seed))
+        assert 0 <= top and top + h <= 60 and 0 <= left and left + w <= 80
+        assert 0.08 * 4800 * 0.85 <= h * w <= 4800  # area fraction, up to rounding of h and w
+        assert 3 / 4 * 0.85 <= w / h <= 4 / 3 * 1.15
+    # no box of ratio 1 fits a 100x10 strip in 10 tries: timm's fallback, the central crop of the closest ratio
+    square = RandomResizedCrop(16, scale=(0.9, 1.0), ratio=(1.0, 1.0))
+    assert square.crop_box(10, 100, random.Random(0)) == (0, 45, 10, 10)
+    # the crop is resized by MindSpore's kernel: a whole-image box gives MindSpore's plain resize
+    pixels = _ramp(48, 40)
+    whole = RandomResizedCrop((20, 24), scale=(1.0, 1.0), ratio=(48 / 40, 48 / 40), interpolation="bilinear")
+    expected = vision.Resize((20, 24), vision.Inter.BILINEAR)(pixels)
+    np.testing.assert_array_equal(whole(_encode(pixels), 3), expected)
+    np.testing.assert_array_equal(whole(pixels, 3), expected)  # decoded input works too
+
+
+def test_color_jitter_ranges_order_and_identity():
+    image = np.random.default_rng(0).integers(40, 200, (12, 14, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(ColorJitter(0, 0, 0, 0)(image, 1), image)
+    outputs = {ColorJitter(0.4, 0.4, 0.4, 0.1)(image, seed).tobytes() for seed in range(10)}
+    assert len(outputs) == 10  # every sample draws its own factors and order
+    bright = ColorJitter(0.4, 0, 0, 0)
+    for seed in range(20):  # brightness alone scales every pixel by one factor in [0.6, 1.4]
+        out = bright(image, seed).astype(np.float64)
+        factor = out.sum() / image.sum()
+        assert 0.6 - 0.01 <= factor <= 1.4 + 0.01
+        np.testing.assert_allclose(out, np.clip(image * factor, 0, 255), atol=1.5)
+    hue = ColorJitter(0, 0, 0, 0.5)(np.full((2, 2, 3), (200, 40, 40), np.uint8), 0)
+    assert not np.array_equal(hue[0, 0], (200, 40, 40)) and math.isclose(hue.max(), 200, abs_tol=3)
+    with pytest.raises(ValueError, match="hue"):
+        ColorJitter(hue=0.7)
 
 
 def test_normalize_chw_matches_mindspore_normalize_and_hwc2chw():

@@ -2,9 +2,9 @@
 
 RandAugment and AutoAugment follow timm's `auto_augment.py` op for op (Pillow ops, level-to-argument
 mappings, magnitude noise `mstd`, `mmax`, increasing-severity `inc` variants, op weights `w0`) because
-MindSpore's built-in RandAugment has no magnitude noise or increasing variants. Their randomness comes from the
-per-sample seed (see seeded.py). "trivialaugwide" maps to MindSpore's C++ TrivialAugmentWide, which
-implements the same algorithm as torchvision's.
+MindSpore's built-in RandAugment has no magnitude noise or increasing variants. "trivialaugwide" is
+torchvision's TrivialAugmentWide with the same Pillow ops (MindSpore's C++ TrivialAugmentWide draws from a
+process-wide stream). All of them draw from the per-sample seed (see seeded.py).
 
 Policy strings (sections after the name are dash-separated, in any order):
     randaug-m{int}-n{int}-mstd{float}-mmax{int}-inc{0|1}-p{float}-w{0}   ("rand-..." is accepted too, as in timm)
@@ -16,18 +16,15 @@ Policy strings (sections after the name are dash-separated, in any order):
         the ImageNet AutoAugment policy; "autoaugr" uses the increasing-severity Posterize
     trivialaugwide
 """
-import math
 import re
 from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
-import mindspore.dataset.vision as vision
 
-from .constants import interpolation_mode
 from .seeded import SeededTransform
 
-__all__ = ["AutoAugment", "RandAugment", "create_auto_augment"]
+__all__ = ["AutoAugment", "RandAugment", "TrivialAugmentWide", "create_auto_augment"]
 
 _LEVEL_DENOM = 10.0
 _RANDOM_INTERPOLATION = (Image.BILINEAR, Image.BICUBIC)
@@ -55,6 +52,14 @@ def translate_x_rel(img, pct, resample, fill):
 
 def translate_y_rel(img, pct, resample, fill):
     return _affine(img, (1, 0, 0, 0, 1, pct * img.size[1]), resample, fill)
+
+
+def translate_x_abs(img, pixels, resample, fill):
+    return _affine(img, (1, 0, pixels, 0, 1, 0), resample, fill)
+
+
+def translate_y_abs(img, pixels, resample, fill):
+    return _affine(img, (1, 0, 0, 0, 1, pixels), resample, fill)
 
 
 def rotate(img, degrees, resample, fill):
@@ -272,6 +277,56 @@ class AutoAugment(_PilPolicy):
         return rng.choice(self.policy)
 
 
+def _around_one(enhance):
+    """An enhance op taking torchvision's TrivialAugment magnitude m: factor 1 + m."""
+    return lambda img, magnitude, **_: enhance(img, 1.0 + magnitude)
+
+
+class TrivialAugmentWide(_PilPolicy):
+    """torchvision's TrivialAugmentWide: one op uniformly from 14, at one of 31 magnitude bins uniformly,
+    negated half the time for signed ops. Pixels uncovered by geometric ops get `fill`."""
+
+    _BINS = 31
+
+    def __init__(self, interpolation=Image.BILINEAR, fill=(128, 128, 128)):
+        self.interpolation = interpolation
+        self.fill = tuple(fill)
+        bins = np.arange(self._BINS) / (self._BINS - 1)
+        # name: (image op, magnitudes (None: the op has none), signed), torchvision's "wide" augmentation space
+        self.space = {
+            "Identity": (None, None, False),
+            "ShearX": (shear_x, 0.99 * bins, True),
+            "ShearY": (shear_y, 0.99 * bins, True),
+            # torchvision translates by -int(magnitude) pixels (its inverse-matrix convention)
+            "TranslateX": (translate_x_abs, -np.floor(32.0 * bins), True),
+            "TranslateY": (translate_y_abs, -np.floor(32.0 * bins), True),
+            "Rotate": (rotate, 135.0 * bins, True),
+            "Brightness": (_around_one(brightness), 0.99 * bins, True),
+            "Color": (_around_one(color), 0.99 * bins, True),
+            "Contrast": (_around_one(contrast), 0.99 * bins, True),
+            "Sharpness": (_around_one(sharpness), 0.99 * bins, True),
+            "Posterize": (posterize, 8 - np.round(bins * 6).astype(int), False),
+            "Solarize": (solarize, 255.0 * (1 - bins), False),
+            "AutoContrast": (auto_contrast, None, False),
+            "Equalize": (equalize, None, False),
+        }
+
+    def __repr__(self):
+        return f"TrivialAugmentWide(interpolation={self.interpolation}, fill={self.fill})"
+
+    def choose_ops(self, rng):
+        name = rng.choice(list(self.space))
+        fn, magnitudes, signed = self.space[name]
+        if fn is None:
+            return []
+        if magnitudes is None:
+            return [lambda img, _: fn(img)]
+        magnitude = magnitudes[rng.randrange(self._BINS)].item()
+        if signed and rng.random() < 0.5:
+            magnitude = -magnitude
+        return [lambda img, _: fn(img, magnitude, resample=self.interpolation, fill=self.fill)]
+
+
 _RAND_TRANSFORMS = [
     "AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "SolarizeAdd", "Color", "Contrast",
     "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel",
@@ -373,8 +428,7 @@ def _auto_augment(policy, name, sections, hparams):
 def create_auto_augment(policy, image_size=224, mean=(124, 116, 104), interpolation="bilinear"):
     """Build the transform for a policy string; `mean` (0-255 scale) fills pixels uncovered by geometric ops.
 
-    Returns a SeededTransform (RandAugment, AutoAugment) or a MindSpore C++ op (TrivialAugmentWide) that
-    takes an HWC uint8 image.
+    Returns a SeededTransform (RandAugment, AutoAugment, TrivialAugmentWide) taking an HWC uint8 image.
     """
     if not isinstance(policy, str) or not policy.strip():
         raise ValueError(f"auto_augment must be a policy string such as 'randaug-m9-mstd0.5-inc1', got {policy!r}.")
@@ -387,7 +441,7 @@ def create_auto_augment(policy, image_size=224, mean=(124, 116, 104), interpolat
         return _auto_augment(policy, name, sections, hparams)
     if name == "trivialaugwide":
         _parse_sections(policy, sections, {})
-        return vision.TrivialAugmentWide(interpolation=interpolation_mode(interpolation), fill_value=fill)
+        return TrivialAugmentWide(_PIL_INTERPOLATION.get(interpolation, Image.BILINEAR), fill)
     raise ValueError(
         f"Cannot parse auto_augment policy {policy!r}: unknown policy {name!r} "
         "(expected 'randaug-...', 'rand-...', 'autoaug', 'autoaugr' or 'trivialaugwide')."

@@ -8,6 +8,7 @@ import mindspore.dataset as ds
 
 from .image_bytes import CorruptImageError, decode_to_bmp
 from .sampler import ShardedSampler
+from .seeded import sample_seed
 from .workers import clamp_workers
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolderSource", "create_dataset", "find_classes", "set_epoch"]
@@ -88,6 +89,22 @@ def _warn_if_classes_differ_from_train(root, split, class_names):
         )
 
 
+class _SeededRows:
+    """(image, label, sample_seed) for a ShardedSampler ticket: the row plus its augmentation seed."""
+
+    def __init__(self, source, seed):
+        self.source = source
+        self.seed = seed
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, ticket):
+        draw, index = divmod(int(ticket), len(self.source))
+        image, label = self.source[index]
+        return image, label, np.int64(sample_seed(self.seed, draw))
+
+
 class ImageFolderSource:
     """Random-access source of (BMP bytes, int32 label) that replaces unreadable files instead of failing.
 
@@ -111,8 +128,8 @@ class ImageFolderSource:
     def path(self, index):
         return os.path.join(self.split_dir, os.fsdecode(self._files[index]))
 
-    def __getitem__(self, index):
-        index = int(index)
+    def __getitem__(self, ticket):
+        index = int(ticket) % len(self)  # a ShardedSampler ticket (see sampler.py) or a plain index
         for offset in range(_MAX_REPLACEMENT_TRIES):
             candidate = (index + offset) % len(self)
             try:
@@ -190,47 +207,76 @@ def create_dataset(
         num_samples=num_samples,
         num_repeats=num_aug_repeats,
     )
-    dataset = ds.GeneratorDataset(
-        source,
-        column_names=["image", "label"],
-        sampler=sampler,
-        num_parallel_workers=clamp_workers(num_parallel_workers),
+    workers = clamp_workers(num_parallel_workers)
+
+    def reader(rows, columns):
         # Threads, not processes: decoding releases the GIL, and processes would copy the file list per worker.
-        python_multiprocessing=False,
-    )
+        return ds.GeneratorDataset(
+            rows, column_names=columns, sampler=sampler, num_parallel_workers=workers, python_multiprocessing=False
+        )
+
+    dataset = reader(source, ["image", "label"])
     class_names = list(source.class_names)
     dataset.class_names = class_names
     dataset.num_classes = lambda: len(class_names)
-    dataset.shard_id = shard_id or 0  # lets create_loader give each rank its own augmentation seeds
+    # create_loader builds augmentation on this variant: the same rows (same sampler, so set_epoch on either
+    # reaches both) plus each sample's augmentation seed; a separate node, since a MindSpore pipeline is a tree
+    dataset.with_sample_seeds = lambda: reader(_SeededRows(source, sampler.seed), ["image", "label", "sample_seed"])
     return dataset
 
 
-def _sharded_samplers(dataset):
-    """The ShardedSamplers of a pipeline: `dataset` itself or anything it is built on (map, batch, ...)."""
+def _find_nodes(dataset, accept):
+    """The nodes of a pipeline (`dataset` itself and everything it is built on) for which `accept(node)`."""
     found, pending = [], [dataset]
     while pending:
         node = pending.pop()
-        if isinstance(getattr(node, "sampler", None), ShardedSampler):
-            found.append(node.sampler)
+        if accept(node):
+            found.append(node)
         pending.extend(getattr(node, "children", []))
     return found
 
 
-def set_epoch(dataset, epoch):
-    """Make the next iterator over `dataset` start at epoch `epoch`'s sample order (exact resume).
+def _batch_size(dataset):
+    batches = _find_nodes(dataset, lambda node: isinstance(node, ds.BatchDataset))
+    sizes = {node.batch_size for node in batches}
+    if len(sizes) != 1 or not all(isinstance(size, int) for size in sizes):
+        raise ValueError(
+            "set_epoch(..., skip_batches > 0) needs the batched pipeline from create_loader (one batch size), "
+            f"got a pipeline with batch sizes {sorted(map(str, sizes))}."
+        )
+    return sizes.pop()
 
-    `dataset` is a `create_dataset` dataset or a pipeline built on it (e.g. `create_loader`'s). The order
-    depends only on (seed, epoch, shards), never on where a run started. Call it before creating the iterator
-    (or before `Model.train`): an iterator works on its own copy of the pipeline, which then moves to the
-    next epoch's order by itself at every epoch.
+
+def set_epoch(dataset, epoch, skip_batches=0):
+    """Make the next iterator over `dataset` start at epoch `epoch`, batch `skip_batches` (exact resume).
+
+    `dataset` is a `create_dataset` dataset or a pipeline built on it (e.g. `create_loader`'s; skipping batches
+    needs that one, for its batch size). Sample order and every augmentation draw depend only on (seed, epoch,
+    slot in the epoch), never on where a run started, so the iterator yields exactly the batches an
+    uninterrupted run yields from that point; the skipped samples are not read. Call it before creating the
+    iterator (or before `Model.train`): an iterator works on its own copy of the pipeline, whose first epoch is
+    the shortened one and whose later epochs are whole. `dataset.get_dataset_size()` keeps counting whole epochs.
     """
-    samplers = _sharded_samplers(dataset)
+    samplers = [node.sampler for node in _find_nodes(dataset, lambda n: isinstance(getattr(n, "sampler", None),
+                                                                                    ShardedSampler))]
     if not samplers:
         raise ValueError(
             "set_epoch needs a dataset made by mindcv_lite.data.create_dataset (or a pipeline built on one), "
             f"got {type(dataset).__name__}."
         )
-    if epoch < 0:
-        raise ValueError(f"epoch must be >= 0, got {epoch}")
+    if epoch < 0 or skip_batches < 0:
+        raise ValueError(f"epoch and skip_batches must be >= 0, got epoch={epoch}, skip_batches={skip_batches}")
+    skip = 0
+    if skip_batches:
+        for sampler in samplers:
+            sampler.skip = 0
+        batches = dataset.get_dataset_size()  # cached now, so it keeps counting whole epochs
+        if skip_batches >= batches:
+            raise ValueError(
+                f"skip_batches={skip_batches} but an epoch has {batches} batches: resume at the start of epoch "
+                f"{epoch + 1} (skip_batches=0) instead."
+            )
+        skip = skip_batches * _batch_size(dataset)
     for sampler in samplers:
         sampler.epoch = int(epoch)
+        sampler.skip = skip

@@ -12,17 +12,31 @@ from .workers import clamp_workers
 
 __all__ = ["create_loader"]
 
-_SEED = "aug_seed"
+_SEED = "sample_seed"
+# MindSpore random ops that draw from a process-wide stream (besides the Random* ones)
+_UNSEEDED_POLICIES = ("AutoAugment", "RandAugment", "TrivialAugmentWide", "UniformAugment")
 
 
 class _SeedStream:
-    """Adds an int64 seed column; runs on one worker so seeds follow row order, hence are reproducible."""
+    """Seeds for a dataset not made by create_dataset: one sequential stream, reproducible from a fresh start
+    (one worker, so seeds follow row order) but not across a resume, since it does not know the epoch."""
 
     def __init__(self, seed):
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, label):
         return label, np.int64(self.rng.integers(2**62))
+
+
+def _warn_unseeded_random_ops(ops):
+    for op in ops:
+        name = type(op).__name__
+        if type(op).__module__.startswith("mindspore.") and (name.startswith("Random") or name in _UNSEEDED_POLICIES):
+            warnings.warn(
+                f"create_loader: MindSpore's {name} draws from a process-wide random stream, so its draws depend "
+                "on the worker count and are not repeated on resume; use create_transforms' ops (SeededTransform) "
+                "for exactly resumable augmentation."
+            )
 
 
 def _concat_splits(clean, aug1, aug2, labels, seeds):
@@ -41,14 +55,16 @@ def _split_batch_tail(ops):
 
 
 class _WithSeed:
-    """A SeededTransform as a map operation: (image, seed) -> (image, seed), the seed passing through unchanged."""
+    """Consecutive SeededTransforms as one map operation (one Python call per image instead of one per op):
+    (image, seed) -> (image, seed), the seed passing through unchanged."""
 
-    def __init__(self, op, salt):
-        self.op = op
-        self.salt = salt
+    def __init__(self, ops_and_salts):
+        self.ops_and_salts = ops_and_salts
 
     def __call__(self, image, seed):
-        return self.op(image, seed, self.salt), seed
+        for op, salt in self.ops_and_salts:
+            image = op(image, seed, salt)
+        return image, seed
 
 
 class _BatchStage:
@@ -88,20 +104,21 @@ class _Mapper:
         self.kwargs = dict(num_parallel_workers=num_parallel_workers, python_multiprocessing=python_multiprocessing)
 
     def __call__(self, dataset, operations, column, first_salt=0):
-        pending = []
+        # runs of seeded / plain ops, in order: [(True, [(op, salt), ...]), (False, [op, ...]), ...]
+        runs = []
         for salt, op in enumerate(operations, start=first_salt):
-            if isinstance(op, SeededTransform):
-                if pending:
-                    dataset = dataset.map(operations=pending, input_columns=column, **self.kwargs)
-                    pending = []
+            seeded = isinstance(op, SeededTransform)
+            if not runs or runs[-1][0] != seeded:
+                runs.append((seeded, []))
+            runs[-1][1].append((op, salt) if seeded else op)
+        for seeded, ops in runs:
+            if seeded:
                 dataset = dataset.map(
-                    operations=_WithSeed(op, salt), input_columns=[column, _SEED], output_columns=[column, _SEED],
+                    operations=_WithSeed(ops), input_columns=[column, _SEED], output_columns=[column, _SEED],
                     **self.kwargs,
                 )  # fmt: skip
             else:
-                pending.append(op)
-        if pending:
-            dataset = dataset.map(operations=pending, input_columns=column, **self.kwargs)
+                dataset = dataset.map(operations=ops, input_columns=column, **self.kwargs)
         return dataset
 
 
@@ -130,9 +147,11 @@ def create_loader(
     independent secondary augmentation (3B rows), as mindcv's augmentation splits do; the clean third is
     never randomly erased (timm's num_splits behaviour).
     A trailing NormalizeCHW (+ RandomErasing) runs after batching, fused with Mixup/CutMix (see _BatchStage).
-    Python transforms and Mixup draw from per-sample seeds derived from mindspore.dataset.config's seed and the
-    shard id, whatever the worker count; MindSpore's C++ random ops (crop, flips, colour jitter) repeat for the
-    same seed and the same `num_parallel_workers`. So a run is reproducible for a fixed seed and worker count.
+    Every random draw (create_transforms' ops, Mixup/CutMix) comes from per-sample seeds: for a `create_dataset`
+    dataset they depend only on (seed, epoch, slot in the epoch), so batches are the same whatever the worker
+    count and whether the run was resumed (`set_epoch`). Other datasets get seeds from one sequential stream:
+    reproducible from a fresh start only. MindSpore's own random ops in `transform` draw from a process-wide
+    stream and make batches unrepeatable (with a warning).
     """
     workers = clamp_workers(num_parallel_workers)
     if transform is None:
@@ -147,11 +166,14 @@ def create_loader(
         )
     ops = [op for stage in transform for op in stage] if separate else list(transform)
     needs_seed = use_mix or separate or any(isinstance(op, SeededTransform) for op in ops)
+    if is_training:
+        _warn_unseeded_random_ops(ops)
 
-    if needs_seed:
-        seed = [ds.config.get_seed(), getattr(dataset, "shard_id", 0)]
+    if needs_seed and hasattr(dataset, "with_sample_seeds"):
+        dataset = dataset.with_sample_seeds()
+    elif needs_seed:
         dataset = dataset.map(
-            operations=_SeedStream(seed), input_columns=["label"], output_columns=["label", _SEED],
+            operations=_SeedStream(ds.config.get_seed()), input_columns=["label"], output_columns=["label", _SEED],
             num_parallel_workers=1, python_multiprocessing=False,
         )  # fmt: skip
     apply = _Mapper(workers, python_multiprocessing)

@@ -1,7 +1,13 @@
-"""Train and eval transform lists for encoded image bytes (mindcv's `create_transforms`, timm's semantics)."""
+"""Train and eval transform lists for encoded image bytes (mindcv's `create_transforms`, timm's semantics).
+
+Every random train op is a SeededTransform (see seeded.py) so that a resumed run repeats its draws exactly;
+MindSpore's own random ops (RandomCropDecodeResize, RandomHorizontalFlip, RandomColorAdjust, ...) draw from a
+process-wide stream and are not used.
+"""
 import math
 
 import numpy as np
+from PIL import Image, ImageEnhance
 import mindspore.dataset.vision as vision
 
 from .auto_augment import create_auto_augment
@@ -9,8 +15,114 @@ from .constants import DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT
 from .seeded import SeededTransform
 
 __all__ = [
-    "NormalizeCHW", "RandomErasing", "create_transforms", "transforms_imagenet_eval", "transforms_imagenet_train",
+    "ColorJitter", "NormalizeCHW", "RandomErasing", "RandomHorizontalFlip", "RandomResizedCrop", "RandomVerticalFlip",
+    "create_transforms", "transforms_imagenet_eval", "transforms_imagenet_train",
 ]  # fmt: skip
+
+
+class RandomResizedCrop(SeededTransform):
+    """timm's RandomResizedCropAndInterpolation on encoded image bytes (or an HWC uint8 image): area fraction
+    uniform in `scale`, aspect ratio log-uniform in `ratio`, 10 tries, then the central crop of the closest
+    allowed ratio. The crop is drawn here; decoding and resizing are MindSpore's C++ kernels (Decode,
+    ResizedCrop), about half the CPU of Pillow's resize at 224 px.
+    """
+
+    def __init__(self, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), interpolation="bilinear"):
+        self.size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
+        self.scale = tuple(scale)
+        self.log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+        self.ratio = tuple(ratio)
+        self.interpolation = interpolation_mode(interpolation)
+
+    def __repr__(self):
+        return f"RandomResizedCrop(size={self.size}, scale={self.scale}, ratio={self.ratio})"
+
+    def crop_box(self, height, width, rng):
+        """(top, left, crop height, crop width) for an image of `height` x `width` (timm's get_params)."""
+        area = height * width
+        for _ in range(10):
+            target_area = rng.uniform(*self.scale) * area
+            aspect = math.exp(rng.uniform(*self.log_ratio))
+            w = int(round(math.sqrt(target_area * aspect)))
+            h = int(round(math.sqrt(target_area / aspect)))
+            if w <= width and h <= height:
+                return rng.randint(0, height - h), rng.randint(0, width - w), h, w
+        in_ratio = width / height
+        if in_ratio < min(self.ratio):
+            w, h = width, int(round(width / min(self.ratio)))
+        elif in_ratio > max(self.ratio):
+            w, h = int(round(height * max(self.ratio))), height
+        else:
+            w, h = width, height
+        return (height - h) // 2, (width - w) // 2, h, w
+
+    def apply(self, image, rng):
+        if image.ndim == 1:
+            image = vision.Decode()(image)
+        top, left, h, w = self.crop_box(image.shape[0], image.shape[1], rng)
+        return vision.ResizedCrop(top, left, h, w, self.size, self.interpolation)(image)
+
+
+class RandomHorizontalFlip(SeededTransform):
+    """Mirror an HWC image left-right with probability `prob`."""
+
+    def __init__(self, prob=0.5):
+        self.prob = prob
+
+    def __repr__(self):
+        return f"RandomHorizontalFlip(prob={self.prob})"
+
+    def apply(self, image, rng):
+        return np.ascontiguousarray(image[:, ::-1]) if rng.random() < self.prob else image
+
+
+class RandomVerticalFlip(RandomHorizontalFlip):
+    """Flip an HWC image upside down with probability `prob`."""
+
+    def __repr__(self):
+        return f"RandomVerticalFlip(prob={self.prob})"
+
+    def apply(self, image, rng):
+        return np.ascontiguousarray(image[::-1]) if rng.random() < self.prob else image
+
+
+def _adjust_hue(img, factor):
+    # torchvision's adjust_hue for PIL images: shift the HSV hue channel, wrapping around
+    hue, saturation, value = img.convert("HSV").split()
+    shifted = (np.asarray(hue, dtype=np.uint8) + np.uint8(int(factor * 255) % 256)).astype(np.uint8)
+    return Image.merge("HSV", (Image.fromarray(shifted, "L"), saturation, value)).convert("RGB")
+
+
+_JITTER_OPS = (
+    lambda img, f: ImageEnhance.Brightness(img).enhance(f),
+    lambda img, f: ImageEnhance.Contrast(img).enhance(f),
+    lambda img, f: ImageEnhance.Color(img).enhance(f),
+    _adjust_hue,
+)
+
+
+class ColorJitter(SeededTransform):
+    """torchvision's ColorJitter on Pillow images (as timm uses it): brightness, contrast and saturation factors
+    uniform in [max(0, 1 - x), 1 + x], hue shift uniform in [-hue, hue], applied in a random order."""
+
+    def __init__(self, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.0):
+        if not 0 <= hue <= 0.5:
+            raise ValueError(f"color_jitter's hue must be in [0, 0.5], got {hue}")
+        self.jitter = (brightness, contrast, saturation, hue)
+        self.ranges = [(max(0.0, 1 - x), 1 + x) for x in (brightness, contrast, saturation)] + [(-hue, hue)]
+
+    def __repr__(self):
+        return "ColorJitter(brightness={}, contrast={}, saturation={}, hue={})".format(*self.jitter)
+
+    def apply(self, image, rng):
+        order = list(range(4))
+        rng.shuffle(order)
+        factors = [rng.uniform(*bounds) if amount else None for amount, bounds in zip(self.jitter, self.ranges)]
+        img = Image.fromarray(image)
+        for index in order:
+            if factors[index] is not None:
+                img = _JITTER_OPS[index](img, factors[index])
+        return np.asarray(img)
 
 
 class NormalizeCHW:
@@ -117,24 +229,20 @@ def transforms_imagenet_train(
     re_max_attempts=10,
     separate=False,
 ):
-    """Random-resized-crop (decode fused for JPEG input), flips, auto-augment or colour jitter, normalise, CHW,
+    """Random-resized-crop (decoding the input bytes), flips, auto-augment or colour jitter, normalise, CHW,
     random erasing. With `separate` returns the (primary, secondary, final) stages for augmentation splits."""
-    primary = [
-        vision.RandomCropDecodeResize(
-            image_resize, scale=tuple(scale), ratio=tuple(ratio), interpolation=interpolation_mode(interpolation)
-        )
-    ]
+    primary = [RandomResizedCrop(image_resize, scale, ratio, interpolation)]
     if hflip > 0:
-        primary.append(vision.RandomHorizontalFlip(prob=hflip))
+        primary.append(RandomHorizontalFlip(hflip))
     if vflip > 0:
-        primary.append(vision.RandomVerticalFlip(prob=vflip))
+        primary.append(RandomVerticalFlip(vflip))
     secondary = []
     if auto_augment:
         # colour jitter is off when an auto-augment policy is on (timm and mindcv behave the same way)
         size = min(image_resize) if isinstance(image_resize, (list, tuple)) else image_resize
         secondary.append(create_auto_augment(auto_augment, size, mean, interpolation))
     elif color_jitter:
-        secondary.append(vision.RandomColorAdjust(*_color_jitter_args(color_jitter)))
+        secondary.append(ColorJitter(*_color_jitter_args(color_jitter)))
     final = [NormalizeCHW(mean, std)]
     if re_prob > 0:
         final.append(RandomErasing(re_prob, tuple(re_scale), tuple(re_ratio), re_value, re_max_attempts))
