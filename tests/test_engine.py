@@ -11,7 +11,7 @@ import mindspore as ms
 from mindspore import nn
 
 from mindcv_lite.engine import CheckpointManager, EvalStep, TrainStep, save_train_checkpoint
-from mindcv_lite.engine.progress import EpochProgress, format_duration
+from mindcv_lite.engine.progress import EpochProgress, LossMeter, NonFiniteLossError, format_duration
 from mindcv_lite.loss import create_loss
 from mindcv_lite.models import read_checkpoint
 from mindcv_lite.models.pit import PoolingTransformer
@@ -187,15 +187,40 @@ def test_progress_logs_every_log_interval_steps_with_loss_lr_rate_and_eta(caplog
     with caplog.at_level(logging.INFO, logger="progress-test"):
         progress = EpochProgress(epoch=2, num_epochs=3, steps=7, images_per_step=16, log_interval=3, use_bar=False,
                                  logger=logger)
+        losses = []
         for step in range(7):
-            progress.update(loss=float(step), lr=1e-3)
-        summary = progress.close()
+            losses.append(float(step))
+            if progress.advance():
+                progress.log(sum(losses) / len(losses), lr=1e-3)
+                losses = []
+        summary = progress.close(mean_loss=3.0)
     lines = [r.getMessage() for r in caplog.records]
     assert [line.split("  ")[0] for line in lines] == ["epoch 2/3 step 3/7", "epoch 2/3 step 6/7", "epoch 2/3 step 7/7"]
     assert all(re.search(r"loss \d+\.\d{4}  lr 1\.000e-03  [\d.]+ img/s  eta \d\d:\d\d \(run \d\d:\d\d\)", line)
                for line in lines)
     assert "loss 1.0000" in lines[0] and "loss 4.0000" in lines[1] and "loss 6.0000" in lines[2]
-    assert summary["loss"] == pytest.approx(3.0) and summary["images_per_s"] > 0
+    assert summary["loss"] == 3.0 and summary["images_per_s"] > 0
+
+
+def test_loss_meter_sums_on_the_device_and_names_the_first_nonfinite_step(mode):
+    def feed(meter, losses, overflows):
+        for loss, overflow in zip(losses, overflows):
+            meter.update(ms.Tensor(loss, ms.float32), ms.Tensor(overflow))
+
+    # loss scaling on: non-finite steps are skipped and left out of the means
+    meter = LossMeter(steps_per_epoch=4, nonfinite_ok=True)
+    feed(meter, [1.0, float("nan"), 3.0], [False, True, False])
+    meter.sync()
+    assert meter.pop_interval() == 2.0
+    feed(meter, [float("inf"), 6.0], [True, False])
+    meter.sync()
+    assert meter.pop_interval() == 6.0 and meter.pop_epoch() == (10.0 / 3, 2)
+
+    # resumed at global step 5 (epoch 2, step 1 done): the first NaN (global step 7) is named, not the later inf
+    meter = LossMeter(steps_per_epoch=4, first_step=5, checkpoint_dir="ckpt_dir")
+    feed(meter, [1.0, float("nan"), 2.0, float("inf")], [False] * 4)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 3 \(global step 7\).*ckpt_dir"):
+        meter.sync()
 
 
 def test_progress_bar_replaces_log_lines_on_a_terminal(caplog, capsys):
@@ -204,7 +229,8 @@ def test_progress_bar_replaces_log_lines_on_a_terminal(caplog, capsys):
         progress = EpochProgress(epoch=1, num_epochs=1, steps=4, images_per_step=8, log_interval=1, use_bar=True,
                                  logger=logger)
         for _ in range(4):
-            progress.update(loss=0.5, lr=0.1)
-        progress.close()
+            if progress.advance():
+                progress.log(0.5, lr=0.1)
+        progress.close(0.5)
     assert not caplog.records
     assert "epoch 1/1" in capsys.readouterr().err and format_duration(3725) == "1:02:05"

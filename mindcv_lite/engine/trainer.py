@@ -1,7 +1,8 @@
 """`train(args)`: train.py's whole run, reading like the data flow.
 
-config -> dataset/transforms/loader -> model -> loss/optimizer/scheduler -> TrainStep -> epochs of steps,
-validation, checkpoints and metrics.
+config -> dataset/transforms/loader -> model -> loss/optimizer/scheduler -> TrainStep -> epochs of steps, with
+progress, validation, checkpoints and metrics as callbacks (engine/callbacks.py). A new feature is one step
+here or one callback in `_create_callbacks`.
 """
 import logging
 import math
@@ -16,19 +17,17 @@ from ..models import create_model
 from ..optim import create_optimizer
 from ..scheduler import create_scheduler
 from ..utils.config import save_config
+from .callbacks import (CallbackList, EpochCheckpoints, EpochLog, MetricsLog, Progress, RunContext, Validation,
+                        WeightsInSync)
 from .checkpointing import CheckpointManager, load_train_checkpoint, save_train_checkpoint
-from .evaluate import create_eval_loader, evaluate
-from .progress import EpochProgress, MetricsWriter, setup_logging
-from .runtime import check_weights_in_sync, setup_runtime, warn_once
+from .evaluate import create_eval_loader
+from .progress import LossMeter, setup_logging
+from .runtime import setup_runtime, warn_once
 from .train_step import EvalStep, TrainStep
 
-__all__ = ["NonFiniteLossError", "train"]
+__all__ = ["train"]
 
 _logger = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN/inf and no loss scaling was set up to skip such steps."""
 
 
 def _check_args(args, runtime):
@@ -95,53 +94,26 @@ def _create_train_loader(args, runtime):
     return dataset, loader, num_classes, steps
 
 
-def _resume_path(args, manager):
-    if args.resume != "auto":
-        if not os.path.isfile(args.resume):
-            raise FileNotFoundError(f"--resume {args.resume!r} does not exist (use --resume auto for the latest "
-                                    f"checkpoint in ckpt_save_dir)")
-        return args.resume
-    path = manager.latest()
-    if path is None:
-        _logger.info("--resume auto: no checkpoint index in %s, starting a new run", args.ckpt_save_dir)
-    return path
-
-
-def _evaluate_weights(train_step, eval_step, val_loader, runtime):
-    """Validate the model, with the EMA weights swapped in when EMA is on."""
-    if not train_step.ema:
-        return evaluate(eval_step, val_loader, runtime)
-    saved = [param.asnumpy() for param in train_step.ema_source]
-    for param, ema in zip(train_step.ema_source, train_step.ema_weights):
-        param.set_data(ms.Tensor(ema.asnumpy()))
-    try:
-        return evaluate(eval_step, val_loader, runtime)
-    finally:
-        for param, value in zip(train_step.ema_source, saved):
-            param.set_data(ms.Tensor(value))
-
-
-def _last_lr(lr, optimizer):
-    """Learning rate of the latest update (the schedule is indexed by the optimizer's global_step)."""
-    return lr[min(max(int(optimizer.global_step.asnumpy()[0]) - 1, 0), len(lr) - 1)]
-
-
-def train(args):
-    """Train as configured by `args` (from `mindcv_lite.utils.config.parse_args`); returns the last metrics."""
+def _setup_run(args):
+    """Device, mode, msrun, seeds; logging to the checkpoint folder; settings this engine refuses."""
     runtime = setup_runtime(args.mode, args.device_target, args.distribute, args.seed)
     log_name = "train.log" if not runtime.distributed else f"train_rank{runtime.rank}.log"
     setup_logging(runtime.rank, runtime.world_size, os.path.join(args.ckpt_save_dir, log_name))
     _check_args(args, runtime)
+    return runtime
 
-    train_set, loader, num_classes, steps_per_epoch = _create_train_loader(args, runtime)
-    val_loader = create_eval_loader(args, runtime, args.val_split)[1] if args.val_while_train else None
 
+def _create_train_model(args, num_classes):
     model = create_model(args.model, num_classes=num_classes, pretrained=args.pretrained,
                          in_channels=args.in_channels, checkpoint_path=args.ckpt_path, drop_rate=args.drop_rate,
                          drop_path_rate=args.drop_path_rate, img_size=args.image_resize)
     if args.amp_level != "O0":
         ms.amp.auto_mixed_precision(model, args.amp_level)
+    return model
 
+
+def _create_train_step(args, model, runtime, steps_per_epoch):
+    """Loss, lr schedule, optimizer and the compiled step; returns (train_step, optimizer, lr schedule)."""
     loss_fn = create_loss(args.loss, reduction=args.reduction, label_smoothing=args.label_smoothing,
                           aux_factor=args.aux_factor)
     accumulation = args.gradient_accumulation_steps
@@ -160,74 +132,91 @@ def train(args):
                            drop_overflow_update=drop_overflow, clip_grad=args.clip_grad, clip_value=args.clip_value,
                            accumulation_steps=accumulation, ema=args.ema, ema_decay=args.ema_decay,
                            distributed=runtime.distributed)
-    eval_step = EvalStep(model, create_loss(args.loss, label_smoothing=args.label_smoothing), num_classes)
+    return train_step, optimizer, lr
 
+
+def _resume_path(args, manager):
+    if args.resume != "auto":
+        if not os.path.isfile(args.resume):
+            raise FileNotFoundError(f"--resume {args.resume!r} does not exist (use --resume auto for the latest "
+                                    f"checkpoint in ckpt_save_dir)")
+        return args.resume
+    path = manager.latest()
+    if path is None:
+        _logger.info("--resume auto: no checkpoint index in %s, starting a new run", args.ckpt_save_dir)
+    return path
+
+
+def _restore_training_state(args, ctx, manager):
+    """With --resume: load the checkpoint into the train step and move `ctx` to its step. True if resumed."""
+    path = _resume_path(args, manager) if args.resume else None
+    if not path:
+        return False
+    ctx.start_epoch, ctx.global_step = load_train_checkpoint(path, ctx.train_step, ctx.model, args.model,
+                                                             ctx.class_names)
+    _logger.info("Resumed from %s: epoch %d, step %d", path, ctx.start_epoch, ctx.global_step)
+    return True
+
+
+def _save_train_state(path, ctx):
+    return save_train_checkpoint(path, ctx.train_step, ctx.model, ctx.args.model, ctx.epoch, ctx.global_step,
+                                 ctx.class_names)
+
+
+def _create_callbacks(args, ctx, manager, num_classes, resumed):
+    """The run's features in the order their on_epoch_end needs: each reads what the earlier ones recorded."""
+    callbacks = [Progress(args.log_interval, use_bar=sys.stdout.isatty() and ctx.runtime.is_main)]
+    if args.val_while_train:
+        val_loader = create_eval_loader(args, ctx.runtime, args.val_split)[1]
+        eval_step = EvalStep(ctx.model, create_loss(args.loss, label_smoothing=args.label_smoothing), num_classes)
+        callbacks.append(Validation(eval_step, val_loader, args.val_interval))
+    callbacks += [EpochLog(), EpochCheckpoints(manager, _save_train_state),
+                  MetricsLog(os.path.join(args.ckpt_save_dir, "metrics.jsonl"), append=resumed), WeightsInSync()]
+    return CallbackList(callbacks)
+
+
+def _run_epochs(ctx, loader, callbacks):
+    """The loop: epochs of steps from where `ctx` stands; callbacks do everything else."""
+    args = ctx.args
+    ctx.losses = LossMeter(ctx.steps_per_epoch, ctx.global_step, nonfinite_ok=ctx.train_step.check_overflow,
+                           checkpoint_dir=args.ckpt_save_dir)
+    set_epoch(ctx.train_set, ctx.start_epoch)  # the data order of an epoch depends only on (seed, epoch)
+    batches = loader.create_tuple_iterator(num_epochs=ctx.num_epochs - ctx.start_epoch)
+    accumulation = args.gradient_accumulation_steps
+    callbacks.on_train_begin(ctx)
+    for epoch in range(ctx.start_epoch + 1, ctx.num_epochs + 1):
+        ctx.epoch, ctx.record = epoch, {}
+        ctx.train_step.set_train(True)
+        callbacks.on_epoch_begin(ctx)
+        for images, labels in batches:  # one epoch: the iterator stops at each epoch's end
+            ctx.global_step += 1
+            loss, overflow = ctx.train_step(images, labels, ctx.global_step % accumulation == 0)
+            ctx.losses.update(loss, overflow)
+            callbacks.on_step_end(ctx)
+        callbacks.on_epoch_end(ctx)
+    callbacks.on_train_end(ctx)
+    return ctx.record
+
+
+def train(args):
+    """Train as configured by `args` (from `mindcv_lite.utils.config.parse_args`); returns the last metrics."""
+    runtime = _setup_run(args)
+    train_set, loader, num_classes, steps_per_epoch = _create_train_loader(args, runtime)
+    model = _create_train_model(args, num_classes)
+    train_step, optimizer, lr = _create_train_step(args, model, runtime, steps_per_epoch)
+    ctx = RunContext(args, runtime, model, train_step, optimizer, lr, train_set, steps_per_epoch)
     manager = CheckpointManager(args.ckpt_save_dir, args.model, args.keep_checkpoint_max, args.ckpt_save_policy,
                                 args.ckpt_save_interval, resume=bool(args.resume))
-    start_epoch, micro_step = 0, 0
-    resume_path = _resume_path(args, manager) if args.resume else None
-    if resume_path:
-        start_epoch, micro_step = load_train_checkpoint(resume_path, train_step, model, args.model,
-                                                        train_set.class_names)
-        _logger.info("Resumed from %s: epoch %d, step %d", resume_path, start_epoch, micro_step)
-    metrics_writer = None
+    resumed = _restore_training_state(args, ctx, manager)
+    callbacks = _create_callbacks(args, ctx, manager, num_classes, resumed)
     if runtime.is_main:
         save_config(args, os.path.join(args.ckpt_save_dir, "config.yaml"))
-        metrics_writer = MetricsWriter(os.path.join(args.ckpt_save_dir, "metrics.jsonl"), append=bool(resume_path))
-
-    images_per_step = args.batch_size * runtime.world_size
     _logger.info("Training %s (%d classes) on %s: %d epochs x %d steps of %d images, %s, %s", args.model,
-                 num_classes, runtime.device_target, args.epoch_size, steps_per_epoch, images_per_step,
+                 num_classes, runtime.device_target, args.epoch_size, steps_per_epoch, ctx.images_per_step,
                  f"{runtime.world_size} workers" if runtime.distributed else "1 worker",
                  "graph mode" if args.mode == 0 else "pynative mode")
-    if start_epoch >= args.epoch_size:
-        _logger.info("Nothing to do: the checkpoint already finished epoch %d of %d", start_epoch, args.epoch_size)
+    if ctx.start_epoch >= args.epoch_size:
+        _logger.info("Nothing to do: the checkpoint already finished epoch %d of %d", ctx.start_epoch,
+                     args.epoch_size)
         return {}
-    use_bar = sys.stdout.isatty() and runtime.is_main
-    set_epoch(train_set, start_epoch)  # the data order of an epoch depends only on (seed, epoch)
-    batches = loader.create_tuple_iterator(num_epochs=args.epoch_size - start_epoch)
-    record = {}
-    for epoch in range(start_epoch + 1, args.epoch_size + 1):
-        train_step.set_train(True)
-        progress = EpochProgress(epoch, args.epoch_size, steps_per_epoch, images_per_step, args.log_interval,
-                                 use_bar, _logger)
-        skipped = 0
-        for images, labels in batches:  # one epoch: the iterator stops at each epoch's end
-            micro_step += 1
-            loss, overflow = train_step(images, labels, micro_step % accumulation == 0)
-            loss = float(loss.asnumpy())
-            if not math.isfinite(loss) and not train_step.check_overflow:
-                raise NonFiniteLossError(
-                    f"loss is {loss} at epoch {epoch}, step {micro_step - (epoch - 1) * steps_per_epoch} (global "
-                    f"step {micro_step}): training diverged. The last good checkpoint is in {args.ckpt_save_dir}. "
-                    "Lower lr, enable clip_grad, or set loss_scale_type dynamic to skip such steps")
-            skipped += bool(overflow)
-            progress.update(loss, _last_lr(lr, optimizer))
-        summary = progress.close()
-        if skipped:
-            _logger.warning("epoch %d: %d of %d steps skipped because their gradients overflowed (loss scale now "
-                            "%g)", epoch, skipped, steps_per_epoch, float(train_step.scale_sense.asnumpy()))
-        record = {"epoch": epoch, "step": micro_step, "loss": summary["loss"],
-                  "lr": _last_lr(lr, optimizer),
-                  "images_per_s": summary["images_per_s"], "steady_images_per_s": summary["steady_images_per_s"],
-                  "seconds": summary["seconds"], "skipped_steps": skipped}
-        validate_now = val_loader is not None and (epoch % args.val_interval == 0 or epoch == args.epoch_size)
-        if validate_now:
-            val = _evaluate_weights(train_step, eval_step, val_loader, runtime)
-            record.update({f"val_{key}": value for key, value in val.items() if key != "images_per_s"})
-        _logger.info("epoch %d/%d done in %.1f s: loss %.4f, %.1f img/s%s", epoch, args.epoch_size,
-                     summary["seconds"], summary["loss"], summary["images_per_s"],
-                     f", val top-1 {100 * record['val_top1']:.2f}% top-5 {100 * record['val_top5']:.2f}% "
-                     f"loss {record['val_loss']:.4f}" if validate_now else "")
-        if runtime.is_main:
-            manager.save(lambda path: save_train_checkpoint(path, train_step, model, args.model, epoch, micro_step,
-                                                            train_set.class_names),
-                         epoch, steps_per_epoch, args.epoch_size, record.get("val_top1"))
-            metrics_writer.write(record)
-    if runtime.distributed:
-        check_weights_in_sync(model, runtime)
-    best = manager.manifest.get("best")
-    if best:
-        _logger.info("Best top-1 %.2f%% at epoch %d: %s", 100 * best["top1"], best["epoch"],
-                     os.path.join(args.ckpt_save_dir, best["file"]))
-    return record
+    return _run_epochs(ctx, loader, callbacks)
