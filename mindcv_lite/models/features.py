@@ -35,5 +35,11 @@ class FeatureListNet(nn.Cell):
         filter_fn = getattr(self.model, "checkpoint_filter_fn", None)
         return filter_fn(state, self.model) if filter_fn is not None else state
 
+    def group_matcher(self, coarse=False):
+        return self.model.group_matcher(coarse)
+
+    def set_grad_checkpointing(self, enable=True):
+        self.model.set_grad_checkpointing(enable)
+
     def construct(self, x):
         return self.model.forward_intermediates(x, self.out_indices)

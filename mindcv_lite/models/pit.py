@@ -10,6 +10,7 @@ import numpy as np
 from mindspore import Parameter, nn, ops
 
 from .layers import Block, DepthwiseConv2d, LayerNorm, PatchConv2d, init_weights, resample_pos_embed_grid, trunc_normal
+from .base import VisionModel
 from .helpers import build_model_with_cfg
 from .registry import pretrained_cfg, register_model
 
@@ -60,9 +61,9 @@ class Transformer(nn.Cell):
         return x[:, num_tokens:].reshape(batch, height, width, dim), x[:, :num_tokens]
 
 
-class PoolingTransformer(nn.Cell):
+class PoolingTransformer(VisionModel):
     """PiT classifier. With `distilled`, a second (distillation) token and head; the output is the mean of the
-    two heads, in training too (a distillation loss on the separate heads is not implemented)."""
+    two heads, except in training after `set_distilled_training()` (then the pair, for a distillation loss)."""
 
     def __init__(self, img_size=224, patch_size=16, stride=8, base_dims=(48, 48, 48), depth=(2, 6, 4),
                  heads=(2, 4, 8), mlp_ratio=4.0, num_classes=1000, in_chans=3, distilled=False, drop_rate=0.0,
@@ -96,6 +97,7 @@ class PoolingTransformer(nn.Cell):
         self.head_drop = nn.Dropout(p=drop_rate)
         self.head = self._make_head(num_classes)
         self.head_dist = self._make_head(num_classes) if distilled else None
+        self.distilled_training = False
         reduction = stride
         self.feature_info = []
         for i in range(self.num_stages):
@@ -108,6 +110,21 @@ class PoolingTransformer(nn.Cell):
 
     def no_weight_decay(self):
         return {"pos_embed", "cls_token"}
+
+    def group_matcher(self, coarse=False):
+        # pools.i downsamples into stage i + 1: it joins that stage (its first block when fine).
+        pools = [(rf"^pools\.{i}\.", (i + 1,) if coarse else (i + 1, 0)) for i in range(self.num_stages - 1)]
+        stage = r"^transformers\.(\d+)\." if coarse else r"^transformers\.(\d+)\.blocks\.(\d+)\."
+        return dict(stem=r"^cls_token|^pos_embed|^patch_embed\.", blocks=[(stage, None)] + pools)
+
+    def blocks(self):
+        return [block for stage in self.transformers for block in stage.blocks]
+
+    def set_distilled_training(self, enable=True):
+        """timm semantics: in training mode, return (class logits, distillation logits) instead of their mean."""
+        if self.head_dist is None:
+            raise ValueError("set_distilled_training needs a distilled PiT (pit_*_distilled)")
+        self.distilled_training = enable
 
     def get_classifier(self):
         return (self.head, self.head_dist) if self.head_dist is not None else self.head
@@ -158,7 +175,10 @@ class PoolingTransformer(nn.Cell):
             return cls
         if self.head_dist is None:
             return self.head(cls)
-        return (self.head(cls) + self.head_dist(self.head_drop(x[:, 1]))) / 2
+        logits, dist_logits = self.head(cls), self.head_dist(self.head_drop(x[:, 1]))
+        if self.distilled_training and self.training:
+            return logits, dist_logits
+        return (logits + dist_logits) / 2
 
     def construct(self, x):
         return self.forward_head(self.forward_features(x))

@@ -12,6 +12,7 @@ from mindspore import Parameter, nn, ops
 
 from .layers import Block, LayerNorm, PatchConv2d, init_weights, resample_pos_embed_grid, resize_pos_embed_bilinear, \
     trunc_normal
+from .base import VisionModel
 from .helpers import build_model_with_cfg
 from .registry import pretrained_cfg, register_model
 
@@ -33,7 +34,7 @@ class PatchEmbed(nn.Cell):
         return self.norm(x.reshape(batch, height * width, dim)), height, width
 
 
-class PyramidVisionTransformer(nn.Cell):
+class PyramidVisionTransformer(VisionModel):
     """Four stages at strides 4, 8, 16, 32 with spatial-reduction attention; a class token in the last stage."""
 
     def __init__(self, img_size=224, patch_size=4, in_chans=3, num_classes=1000, embed_dims=(64, 128, 320, 512),
@@ -81,6 +82,15 @@ class PyramidVisionTransformer(nn.Cell):
 
     def no_weight_decay(self):
         return {"pos_embed1", "pos_embed2", "pos_embed3", "pos_embed4", "cls_token"}
+
+    def group_matcher(self, coarse=False):
+        # patch_embed{k+1} / pos_embed{k+1} open stage k: they join it (its first block when fine).
+        embeds = [(rf"^(?:patch_embed|pos_embed){k + 1}(?:\.|$)", (k,) if coarse else (k, 0)) for k in range(1, 4)]
+        stage = r"^Blocks\.(\d+)\." if coarse else r"^Blocks\.(\d+)\.(\d+)\."
+        return dict(stem=r"^cls_token|^pos_embed1$|^patch_embed1\.", blocks=[(stage, None)] + embeds)
+
+    def blocks(self):
+        return [block for stage in self.Blocks for block in stage]
 
     def get_classifier(self):
         return self.head

@@ -12,6 +12,7 @@ import re
 import numpy as np
 from mindspore import nn
 
+from .base import MATCH_PREV_GROUP, VisionModel
 from .helpers import build_model_with_cfg
 from .layers import Block, LayerNorm, PatchConv2d, init_weights
 from .registry import pretrained_cfg, register_model
@@ -32,7 +33,7 @@ class OverlapPatchEmbed(nn.Cell):
         return self.norm(self.proj(x))
 
 
-class PyramidVisionTransformerV2(nn.Cell):
+class PyramidVisionTransformerV2(VisionModel):
     """Four stages at strides 4, 8, 16, 32: overlapping patch embedding, blocks, LayerNorm; mean-pooled head.
 
     `linear` selects PVTv2-li: keys and values pooled to 7x7 instead of strided spatial reduction. `img_size`
@@ -77,6 +78,17 @@ class PyramidVisionTransformerV2(nn.Cell):
     def no_weight_decay(self):
         """No position embeddings or tokens: every parameter is decayed (timm and mindcv agree)."""
         return set()
+
+    def group_matcher(self, coarse=False):
+        if coarse:
+            return dict(stem=r"^patch_embed_list\.0\.", blocks=r"^(?:patch_embed_list|block_list|norm_list)\.(\d+)\.")
+        # A stage's patch embedding joins its first block, its norm its last block.
+        return dict(stem=r"^patch_embed_list\.0\.", blocks=[(r"^block_list\.(\d+)\.(\d+)\.", None),
+                                                             (r"^patch_embed_list\.(\d+)\.", (0,)),
+                                                             (r"^norm_list\.(\d+)\.", MATCH_PREV_GROUP)])
+
+    def blocks(self):
+        return [block for stage in self.block_list for block in stage]
 
     def get_classifier(self):
         return self.head
