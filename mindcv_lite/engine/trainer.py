@@ -14,12 +14,13 @@ import mindspore as ms
 from ..data import create_dataset, create_loader, create_transforms, set_epoch
 from ..loss import create_loss
 from ..models import create_model
-from ..optim import create_optimizer
+from ..optim import create_optimizer, freeze_parameters
 from ..scheduler import create_scheduler
 from ..utils.config import save_config
 from .callbacks import (CallbackList, EpochCheckpoints, EpochLog, MetricsLog, Progress, RunContext, Validation,
                         WeightsInSync)
 from .checkpointing import CheckpointManager, load_train_checkpoint, save_train_checkpoint
+from .curves import Curves
 from .evaluate import create_eval_loader
 from .progress import LossMeter, setup_logging
 from .runtime import setup_runtime, warn_once
@@ -109,6 +110,9 @@ def _create_train_model(args, num_classes):
                          drop_path_rate=args.drop_path_rate, img_size=args.image_resize)
     if args.amp_level != "O0":
         ms.amp.auto_mixed_precision(model, args.amp_level)
+    if args.recompute:
+        model.set_grad_checkpointing()
+    freeze_parameters(model, args.freeze_backbone, args.freeze_stages)
     return model
 
 
@@ -171,7 +175,8 @@ def _create_callbacks(args, ctx, manager, num_classes, resumed):
         eval_step = EvalStep(ctx.model, create_loss(args.loss, label_smoothing=args.label_smoothing), num_classes)
         callbacks.append(Validation(eval_step, val_loader, args.val_interval))
     callbacks += [EpochLog(), EpochCheckpoints(manager, _save_train_state),
-                  MetricsLog(os.path.join(args.ckpt_save_dir, "metrics.jsonl"), append=resumed), WeightsInSync()]
+                  MetricsLog(os.path.join(args.ckpt_save_dir, "metrics.jsonl"), append=resumed),
+                  Curves(args.ckpt_save_dir), WeightsInSync()]
     return CallbackList(callbacks)
 
 
