@@ -124,6 +124,11 @@ def test_random_resized_crop_boxes_follow_scale_and_ratio():
     expected = vision.Resize((20, 24), vision.Inter.BILINEAR)(pixels)
     np.testing.assert_array_equal(whole(_encode(pixels), 3), expected)
     np.testing.assert_array_equal(whole(pixels, 3), expected)  # decoded input works too
+    # the reader's BMP bytes take a shortcut (crop the rows, resize, then BGR -> RGB): same pixels
+    odd = np.random.default_rng(1).integers(0, 256, (37, 45, 3), dtype=np.uint8)  # rows padded to 4 bytes
+    crop = RandomResizedCrop(16, interpolation="bicubic")
+    for seed in range(5):
+        np.testing.assert_array_equal(crop(_encode(odd, "BMP"), seed), crop(_encode(odd, "PNG"), seed))
 
 
 def test_color_jitter_ranges_order_and_identity():

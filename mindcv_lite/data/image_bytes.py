@@ -8,9 +8,10 @@ which the C++ Decode op reads at memcpy speed and which still works with any min
 """
 import io
 
+import numpy as np
 from PIL import Image
 
-__all__ = ["CorruptImageError", "decode_to_bmp"]
+__all__ = ["CorruptImageError", "bmp_bgr_pixels", "decode_to_bmp"]
 
 # Pillow refuses images above ~179 Mpx as a decompression-bomb guard; a huge but honest photo is not corrupt.
 Image.MAX_IMAGE_PIXELS = None
@@ -45,3 +46,21 @@ def _to_rgb(image):
         # via RGBA: same pixels, but Pillow warns when a palette image with byte transparency goes straight to RGB
         image = image.convert("RGBA")
     return image.convert("RGB")
+
+
+def bmp_bgr_pixels(data):
+    """An (H, W, 3) BGR view of the pixels of uncompressed 24-bit BMP bytes (what `decode_to_bmp` writes), rows
+    top to bottom, or None for anything else. Lets a crop copy only its own rows instead of decoding the image."""
+    if len(data) < 54 or bytes(data[:2]) != b"BM":
+        return None
+    offset, header_size = np.frombuffer(data[10:18], "<u4")
+    width, height = np.frombuffer(data[18:26], "<i4")
+    bits, compression = int(np.frombuffer(data[28:30], "<u2")[0]), int(np.frombuffer(data[30:34], "<u4")[0])
+    if header_size < 40 or bits != 24 or compression != 0 or width <= 0 or height == 0:
+        return None
+    row_bytes = (3 * int(width) + 3) // 4 * 4
+    rows = np.asarray(data[offset : offset + row_bytes * abs(int(height))])
+    if rows.size != row_bytes * abs(int(height)):
+        return None
+    rows = rows.reshape(abs(int(height)), row_bytes)
+    return (rows[::-1] if height > 0 else rows)[:, : 3 * int(width)].reshape(abs(int(height)), int(width), 3)
