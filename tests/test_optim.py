@@ -152,7 +152,8 @@ def _reference_step(opt, lr, wd):
         s["m"] = 0.9 * s.get("m", 0.0) + 0.1 * g
         s["v"] = 0.999 * s.get("v", 0.0) + 0.001 * g * g
         denom = np.sqrt(s["v"] / (1 - 0.999**t)) + 1e-8
-        return p - lr * ((1 - mu) / (1 - s["mu_product"]) * g + mu_next / (1 - s["mu_product"] * mu_next) * s["m"]) / denom
+        grad_coef, momentum_coef = (1 - mu) / (1 - s["mu_product"]), mu_next / (1 - s["mu_product"] * mu_next)
+        return p - lr * (grad_coef * g + momentum_coef * s["m"]) / denom
 
     def adan(p, g, s, t):  # sail-sg/Adan (Xie et al. 2022), betas (0.98, 0.92, 0.99), proximal weight decay
         diff = g - s["prev"] if t > 1 else np.zeros_like(g)

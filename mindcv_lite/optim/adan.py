@@ -73,7 +73,8 @@ class Adan(nn.Optimizer):
         has_previous = ops.cast(self.global_step > 0, ms.float32)
         self.assignadd(self.global_step, self.global_step_increase_tensor)
         step = ops.cast(self.global_step, ms.float32)
-        corrections = (1.0 - ops.pow(self.beta1, step), 1.0 - ops.pow(self.beta2, step), 1.0 - ops.pow(self.beta3, step))
+        corrections = (1.0 - ops.pow(self.beta1, step), 1.0 - ops.pow(self.beta2, step),
+                       1.0 - ops.pow(self.beta3, step))
         # Arguments are spelled out: graph mode compiles neither a partial of a partial nor *-unpacking.
         if self.is_group_lr:
             result = self.hyper_map(

@@ -9,6 +9,8 @@ from typing import List
 
 from mindspore import nn
 
+from ..models import layer_ids
+
 __all__ = ["freeze_parameters"]
 
 _logger = logging.getLogger(__name__)
@@ -23,8 +25,6 @@ def _classifier_names(model: nn.Cell):
 def freeze_parameters(model: nn.Cell, freeze_backbone: bool = False, freeze_stages: int = 0) -> List[str]:
     """Freeze all but the classifier (`freeze_backbone`), or the patch embedding and the first `freeze_stages`
     stages (the model's coarse `layer_ids`: stem = 0, stage k = k); returns the frozen parameter names."""
-    from ..models import layer_ids  # the model's own grouping, as layer-wise lr decay uses it
-
     if freeze_stages < 0:
         raise ValueError(f"freeze_stages must be >= 0 (0 = nothing frozen), got {freeze_stages}")
     if freeze_backbone:

@@ -34,7 +34,7 @@ def _update_param(beta1, beta2, eps, grad_coef, momentum_coef, bias_correction2,
 
 
 class NAdam(nn.Optimizer):
-    """Adam with Nesterov momentum and the momentum schedule ``mu_t = beta1 * (1 - 0.5 * 0.96 ** (t * schedule_decay))``.
+    """Adam with Nesterov momentum, momentum schedule ``mu_t = beta1 * (1 - 0.5 * 0.96 ** (t * schedule_decay))``.
 
     ``p -= lr * ((1 - mu_t) / (1 - prod mu_1..t) * g + mu_{t+1} / (1 - prod mu_1..t+1) * m) / (sqrt(v_hat) + eps)``.
     State parameters: ``nadam_m.<param>``, ``nadam_v.<param>``, ``mu_product``, ``beta2_power``, ``global_step``

@@ -3,6 +3,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 from mindspore import Parameter, nn
 
+from ..models import layer_ids
 from .adamw import AdamW
 from .adan import Adan
 from .lamb import Lamb
@@ -65,8 +66,7 @@ def _param_groups(params, lr, weight_decay, decays, layer_of: Optional[Dict[str,
 
 
 def _layer_scales(model: nn.Cell, layer_decay: float) -> Dict[str, tuple]:
-    from ..models import layer_ids  # the model's own grouping: stem first, blocks in order, head last
-
+    """{name: (layer, lr scale)} from the model's own grouping (stem first, blocks in order, head last)."""
     if not hasattr(model, "group_matcher"):
         raise ValueError(f"layer_decay needs a model with group_matcher(); {type(model).__name__} has none")
     layer_of, num_layers = layer_ids(model)
