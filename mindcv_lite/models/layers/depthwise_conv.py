@@ -5,28 +5,69 @@ import mindspore as ms
 from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import HeUniform, Uniform, initializer
 
+from .formulation import use_native_conv
+from .padding import pad_to_blocks, shifted_windows
+
 
 class DepthwiseConv2d(nn.Cell):
     """`Conv2d(channels, channels * multiplier, kernel_size, stride, padding, groups=channels)` with bias.
 
     Input (B, H, W, C) and output (B, H_out, W_out, C * multiplier); output channel `c * multiplier + r`
     reads input channel `c`, the PyTorch grouped-convolution order. Padding is explicit and symmetric
-    (MindSpore's `nn.Conv2d` default 'same' pads asymmetrically). Written with the Conv2D primitive: summing
-    strided slices instead trips MindSpore 2.10's CPU StridedSliceGrad ("input memory out of bounds").
+    (MindSpore's `nn.Conv2d` default 'same' pads asymmetrically).
+
+    Two formulations with the same parameters, chosen once from the device target (`native` forces one): the
+    grouped `Conv2D` primitive (Ascend, GPU), or on CPU one multiply-add per kernel tap over shifted windows of the
+    once-padded map (MindSpore 2.10's CPU grouped Conv2D was over half of pvt_v2_b0's inference time). A stride
+    is handled by splitting the map into stride x stride phases first, so every window is a unit-step slice
+    (strided slices trip MindSpore 2.10's CPU StridedSliceGrad: "input memory out of bounds").
     """
 
-    def __init__(self, channels, multiplier=1, kernel_size=3, stride=1, padding=1):
+    def __init__(self, channels, multiplier=1, kernel_size=3, stride=1, padding=1, native=None):
         super().__init__()
         out_chans = channels * multiplier
+        self.channels, self.multiplier = channels, multiplier
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.weight = Parameter(initializer(HeUniform(math.sqrt(5)), (out_chans, 1, kernel_size, kernel_size),
                                             ms.float32), name="weight")
         self.bias = Parameter(initializer(Uniform(1 / math.sqrt(kernel_size * kernel_size)), (out_chans,),
                                           ms.float32), name="bias")
-        # Sizes as tuples: MindSpore 2.10's ONNX exporter fails on integer ones ("Cast value from type Int64Imm
-        # to ValueTuple failed").
-        self.conv = ops.Conv2D(out_channel=out_chans, kernel_size=(kernel_size,) * 2, pad_mode="pad",
-                               pad=(padding,) * 4, stride=(stride,) * 2, group=channels)
+        self.native = use_native_conv() if native is None else native
+        if self.native:
+            # Sizes as tuples: MindSpore 2.10's ONNX exporter fails on integer ones ("Cast value from type Int64Imm
+            # to ValueTuple failed").
+            self.conv = ops.Conv2D(out_channel=out_chans, kernel_size=(kernel_size,) * 2, pad_mode="pad",
+                                   pad=(padding,) * 4, stride=(stride,) * 2, group=channels)
 
     def construct(self, x):
-        x = self.conv(x.transpose(0, 3, 1, 2), self.weight)
-        return x.transpose(0, 2, 3, 1) + self.bias
+        if self.native:
+            return self.conv(x.transpose(0, 3, 1, 2), self.weight).transpose(0, 2, 3, 1) + self.bias
+        batch, height, width, chans = x.shape
+        k, s, r = self.kernel_size, self.stride, self.multiplier
+        out_h = (height + 2 * self.padding - k) // s + 1
+        out_w = (width + 2 * self.padding - k) // s + 1
+        blocks = -(-k // s)
+        rows, cols = out_h + blocks - 1, out_w + blocks - 1
+        x = pad_to_blocks(x, self.padding, rows, cols, s)
+        if s > 1:
+            # (s*s*B, rows, cols, C): phase (i, j) of every stride-sized block is the batch slice i*s + j.
+            x = x.reshape(batch, rows, s, cols, s, chans).transpose(2, 4, 0, 1, 3, 5).reshape(-1, rows, cols, chans)
+        taps = self.weight.reshape(chans, r, k * k).transpose(2, 0, 1)  # (k*k, C, r)
+        if r == 1:
+            taps = taps.reshape(k * k, chans)
+        terms = []
+        for i in range(min(s, k)):
+            for j in range(min(s, k)):
+                phase = x if s == 1 else x[(i * s + j) * batch:(i * s + j + 1) * batch]
+                num_rows, num_cols = -(-(k - i) // s), -(-(k - j) // s)
+                windows = shifted_windows(phase, num_rows, num_cols, out_h, out_w)
+                for a in range(num_rows):
+                    for b in range(num_cols):
+                        window = windows[a * num_cols + b]
+                        if r > 1:
+                            window = window.reshape(batch, out_h, out_w, chans, 1)
+                        terms.append(window * taps[(a * s + i) * k + b * s + j])
+        out = ops.addn(terms)
+        if r > 1:
+            out = out.reshape(batch, out_h, out_w, chans * r)
+        return out + self.bias

@@ -1,10 +1,11 @@
-"""Strided convolutions computed as one matrix product over stride-sized blocks.
+"""Strided convolutions on channels-last maps: patch embeddings (PiT 16/8, PVT 4/4 and 2/2, PVTv2's overlapping
+7/4 and 3/2) and PVT's spatial reduction (8/8 ... 2/2).
 
-Patch embeddings (PiT 16/8, PVT 4/4 and 2/2, PVTv2's overlapping 7/4 and 3/2) and PVT's spatial reduction
-(8/8 ... 2/2) are such convolutions. MindSpore 2.10's CPU `Conv2d` is pathologically slow for them (3->64, k16 s8
-on 16x3x224x224: 2.2 s against 9 ms in PyTorch; 64->128, k3 s2 on 16x64x56x56: 2.8 s), while a matmul over
-stride-sized blocks is fast. A kernel that is not a multiple of the stride is zero-extended to the next multiple.
-The weight keeps the `Conv2d` layout (out, in, k, k), so checkpoints stay interchangeable.
+Two formulations with the same parameters, chosen once from the device target (see `formulation`): MindSpore's
+`Conv2D` with symmetric padding (Ascend, GPU), or on CPU one 2-D matmul over stride-sized blocks. For the CPU
+form the kernel is zero-extended to the next multiple of the stride (m x m blocks); the m x m neighbouring blocks
+of each output position are laid side by side on the channel axis (im2col over blocks), so one matmul computes
+the convolution. The weight keeps the `Conv2d` layout (out, in, k, k): checkpoints stay interchangeable.
 """
 import math
 
@@ -12,7 +13,8 @@ import mindspore as ms
 from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import HeUniform, Uniform, initializer
 
-from .padding import zero_pad
+from .formulation import use_native_conv
+from .padding import pad_to_blocks, shifted_windows, zero_pad
 
 
 class PatchConv2d(nn.Cell):
@@ -20,9 +22,10 @@ class PatchConv2d(nn.Cell):
 
     Input (B, H, W, C_in) and output (B, H_out, W_out, C_out), with the usual
     H_out = (H + 2 * padding - kernel_size) // stride + 1; the padding is symmetric (zeros).
+    `native` forces a formulation (tests); by default it follows the device target.
     """
 
-    def __init__(self, in_chans, out_chans, kernel_size, stride, padding=0):
+    def __init__(self, in_chans, out_chans, kernel_size, stride, padding=0, native=None):
         super().__init__()
         self.in_chans, self.out_chans = in_chans, out_chans
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
@@ -32,40 +35,35 @@ class PatchConv2d(nn.Cell):
         self.weight = Parameter(initializer(HeUniform(math.sqrt(5)), (out_chans, in_chans, kernel_size, kernel_size),
                                             ms.float32), name="weight")
         self.bias = Parameter(initializer(Uniform(1 / math.sqrt(fan_in)), (out_chans,), ms.float32), name="bias")
+        self.native = use_native_conv() if native is None else native
+        if self.native:
+            # Sizes as tuples: MindSpore 2.10's ONNX exporter fails on integer ones.
+            self.conv = ops.Conv2D(out_channel=out_chans, kernel_size=(kernel_size,) * 2, pad_mode="pad",
+                                   pad=(padding,) * 4, stride=(stride,) * 2)
 
     def output_size(self, height, width):
         k, s, p = self.kernel_size, self.stride, self.padding
         return (height + 2 * p - k) // s + 1, (width + 2 * p - k) // s + 1
 
-    def _block_weight(self):
-        """(s*s*C_in, m*m*C_out): row order (i, j, c) matches the blocks, column order (a, b, o) the kernel offset."""
+    def _im2col_weight(self):
+        """(m*m*s*s*C_in, C_out), rows in the order (a, b, i, j, c) of `_blocks`: kernel tap (a*s + i, b*s + j)."""
         m, s = self.blocks_per_kernel, self.stride
-        w = self.weight
         extra = m * s - self.kernel_size
-        w = zero_pad(zero_pad(w, 2, 0, extra), 3, 0, extra)
-        w = w.reshape(self.out_chans, self.in_chans, m, s, m, s)
-        w = w.transpose(3, 5, 1, 2, 4, 0)
-        return w.reshape(s * s * self.in_chans, m * m * self.out_chans)
+        w = zero_pad(zero_pad(self.weight, 2, 0, extra), 3, 0, extra)
+        w = w.reshape(self.out_chans, self.in_chans, m, s, m, s).transpose(2, 4, 3, 5, 1, 0)
+        return w.reshape(m * m * s * s * self.in_chans, self.out_chans)
 
     def construct(self, x):
+        if self.native:
+            return self.conv(x.transpose(0, 3, 1, 2), self.weight).transpose(0, 2, 3, 1) + self.bias
         batch, height, width, chans = x.shape
-        m, s, p = self.blocks_per_kernel, self.stride, self.padding
+        m, s = self.blocks_per_kernel, self.stride
         out_h, out_w = self.output_size(height, width)
         rows, cols = out_h + m - 1, out_w + m - 1
-        # The zero-extended kernel may read past the padded input: extend it with zeros too.
-        x = zero_pad(x, 1, p, max(p, rows * s - height - p))
-        x = zero_pad(x, 2, p, max(p, cols * s - width - p))
-        x = x[:, :rows * s, :cols * s, :]
-        x = x.reshape(batch, rows, s, cols, s, chans).transpose(0, 1, 3, 2, 4, 5)
-        x = x.reshape(batch, rows, cols, s * s * chans)
-        y = ops.matmul(x, self._block_weight())
-        if m == 1:
-            return y + self.bias
-        y = y.reshape(batch, rows, cols, m, m, self.out_chans)
-        out = y[:, 0:out_h, 0:out_w, 0, 0, :]
-        for a in range(m):
-            for b in range(m):
-                if a + b > 0:
-                    out = out + y[:, a:a + out_h, b:b + out_w, a, b, :]
-        return out + self.bias
-
+        x = pad_to_blocks(x, self.padding, rows, cols, s)
+        x = x.reshape(batch, rows, s, cols, s, chans).transpose(0, 1, 3, 2, 4, 5).reshape(batch, rows, cols, -1)
+        if m > 1:
+            x = ops.concat(shifted_windows(x, m, m, out_h, out_w), axis=3)
+        # A 2-D matmul: MindSpore 2.10 broadcasts a 2-D weight to the batch shape of a 4-D operand (a copy per call).
+        y = ops.matmul(x.reshape(batch * out_h * out_w, -1), self._im2col_weight())
+        return y.reshape(batch, out_h, out_w, self.out_chans) + self.bias
