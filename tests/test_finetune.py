@@ -3,6 +3,7 @@ import logging
 
 import numpy as np
 import pytest
+import yaml
 
 import mindspore as ms
 from mindspore import nn
@@ -159,3 +160,6 @@ def test_shortened_recipe_with_frozen_stages_and_layer_decay_trains(tmp_path, ca
     moments = [key for key in read_checkpoint(str(run_dir / "pit_ti-1_3.ckpt")) if key.startswith("adam_m.")]
     assert len(moments) == sum(not name.startswith(frozen) for name in initial)  # no state for frozen weights
     assert (run_dir / "curves.png").stat().st_size > 0
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())  # the new keys reproduce the run
+    assert (saved["layer_decay"], saved["freeze_stages"], saved["freeze_backbone"], saved["recompute"]) == \
+        (0.75, 2, False, False)

@@ -43,6 +43,7 @@ def plot_runs(run_dirs: Sequence[str], output: str, labels: Optional[Sequence[st
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     labels = list(labels) if labels else [os.path.basename(os.path.normpath(d)) or d for d in run_dirs]
     runs = [read_metrics(d) for d in run_dirs]
@@ -56,6 +57,10 @@ def plot_runs(run_dirs: Sequence[str], output: str, labels: Optional[Sequence[st
                     axis.plot(epochs, values, style, marker="o", markersize=3, color=f"C{index}", label=name)
         axis.set_title(title)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if not axis.lines:
+            axis.text(0.5, 0.5, "no data yet\n(validation needs val_while_train True)", ha="center", va="center",
+                      transform=axis.transAxes, color="gray")
         axis.grid(True, alpha=0.3)
         if title == "learning rate":
             axis.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
