@@ -214,8 +214,11 @@ def test_each_optimizer_matches_its_published_update_rule(opt):
 
 
 @pytest.mark.parametrize("opt", ["adamw", "lion", "lamb", "adan"])
-def test_decoupled_optimizers_follow_group_weight_decay_and_loss_scale(mode, opt):
-    # Per-group weight decay (norm_and_bias) with per-step lr and a loss scale the optimizer divides out.
+def test_decoupled_optimizers_follow_group_weight_decay_and_loss_scale(opt):
+    # Per-group weight decay (norm_and_bias) with per-step lr and a loss scale the optimizer divides out, in graph
+    # mode (the grouped code path compiled as in training).
+    previous = ms.get_context("mode")
+    ms.set_context(mode=ms.GRAPH_MODE)
     net = TinyNet()
     names = [p.name for p in net.trainable_params()]
     before = [p.asnumpy().copy() for p in net.trainable_params()]
@@ -224,7 +227,10 @@ def test_decoupled_optimizers_follow_group_weight_decay_and_loss_scale(mode, opt
     lrs, loss_scale = [0.1, 0.05, 0.02], 4.0
     optimizer = create_optimizer(net, opt=opt, lr=lrs, weight_decay=0.1, loss_scale=loss_scale,
                                  weight_decay_filter="norm_and_bias")
-    after = _run_steps(optimizer, net, [[g * loss_scale for g in grads] for grads in grads_per_step])
+    try:
+        after = _run_steps(optimizer, net, [[g * loss_scale for g in grads] for grads in grads_per_step])
+    finally:
+        ms.set_context(mode=previous)
     for name, start, index in zip(names, before, range(len(names))):
         wd = 0.0 if name in NO_DECAY else 0.1
         expected, state = start.astype(np.float64), {}
