@@ -9,6 +9,8 @@ import numpy as np
 import mindspore as ms
 import mindspore.dataset as ds
 
+from .peer_watchdog import start_scheduler_guardian, watch_peers
+
 __all__ = ["MSRUN_ENV", "Runtime", "launched_by_msrun", "setup_runtime", "warn_once"]
 
 _logger = logging.getLogger(__name__)
@@ -80,11 +82,13 @@ def setup_runtime(mode=0, device_target=None, distribute=False, seed=42):
                 "False.")
         from mindspore.communication import get_group_size, get_rank, init
 
+        start_scheduler_guardian()
         init()
         rank, world_size = get_rank(), get_group_size()
         ms.reset_auto_parallel_context()
         ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
                                      device_num=world_size)
+        watch_peers(rank, world_size, all_reduce_sum)
     # Every rank seeds identically, so all start from the same initial weights.
     random.seed(seed)
     np.random.seed(seed)
