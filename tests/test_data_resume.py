@@ -7,11 +7,13 @@ import threading
 import numpy as np
 import pytest
 
-import mindspore.dataset as ds
+import mindspore.dataset.vision as vision
 
 from _image_folders import make_image_folder
 from mindcv_lite.data import create_dataset, create_loader, create_transforms, set_epoch
 from mindcv_lite.data import dataset as dataset_module
+from mindcv_lite.data.dataset import ImageFolderSource, _SeededRows
+from mindcv_lite.data.loader import _WithSeed
 from mindcv_lite.utils.config import parse_args
 
 RECIPE_PATH = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "pit", "pit_ti_ascend.yaml")
@@ -36,9 +38,10 @@ def recipe():
     return dict(transform=transform, mixup=args.mixup, cutmix=args.cutmix, cutmix_prob=args.cutmix_prob)
 
 
-def _loader(folder, recipe, workers, batch_size=BATCH, shards=None, separate=False, **transform):
+def _loader(folder, recipe, workers, batch_size=BATCH, shards=None, separate=False, num_aug_repeats=0, **transform):
     dataset = create_dataset("imagenet", folder, "train", shuffle=True, seed=21, num_parallel_workers=workers,
-                             num_shards=shards and shards[0], shard_id=shards and shards[1])  # fmt: skip
+                             num_shards=shards and shards[0], shard_id=shards and shards[1],
+                             num_aug_repeats=num_aug_repeats)  # fmt: skip
     options = dict(recipe["transform"], **transform)
     transforms = create_transforms("imagenet", image_resize=32, is_training=True, separate=separate, **options)
     return create_loader(dataset, batch_size, drop_remainder=True, is_training=True, transform=transforms,
@@ -85,14 +88,17 @@ def test_skip_batches_yields_the_rest_of_the_epoch_without_reading_the_skipped_i
     folder, recipe, uninterrupted, skip_batches, monkeypatch
 ):
     reads, lock = [], threading.Lock()
-    decode = dataset_module.decode_to_bmp
 
-    def counting_decode(data):
-        with lock:
-            reads.append(1)
-        return decode(data)
+    def counting(decode):
+        def counting_decode(data):
+            with lock:
+                reads.append(1)
+            return decode(data)
 
-    monkeypatch.setattr(dataset_module, "decode_to_bmp", counting_decode)
+        return counting_decode
+
+    for name in ("decode_to_bmp", "decode_rgb"):  # the reader decodes with one or the other
+        monkeypatch.setattr(dataset_module, name, counting(getattr(dataset_module, name)))
     loader = _loader(folder, recipe, workers=2)
     set_epoch(loader, 1, skip_batches=skip_batches)
     assert loader.get_dataset_size() == 3  # still whole epochs: what the engine counts steps with
@@ -116,7 +122,7 @@ def test_shards_resume_exactly_and_draw_differently(folder, recipe):
 @pytest.mark.parametrize("options", [
     dict(auto_augment=None, color_jitter=[0.4, 0.4, 0.4, 0.1], vflip=0.5),  # colour jitter, both flips
     dict(auto_augment="trivialaugwide", separate=True),  # TrivialAugment, augmentation splits
-    dict(auto_augment="autoaug"),
+    dict(auto_augment="autoaug", num_aug_repeats=3),  # AutoAugment, repeated augmentation
 ])  # fmt: skip
 def test_other_augmentations_resume_exactly(folder, recipe, options):
     uninterrupted = _epochs(_loader(folder, recipe, 1, **options), 2)
@@ -131,16 +137,28 @@ def test_set_epoch_rejects_bad_positions(folder, recipe):
         set_epoch(loader, 1, skip_batches=3)
     with pytest.raises(ValueError, match=">= 0"):
         set_epoch(loader, 1, skip_batches=-1)
-    dataset = create_dataset("imagenet", folder, "train")
+    dataset = create_dataset("imagenet", folder, "train", num_parallel_workers=1)
     with pytest.raises(ValueError, match="batched pipeline"):
         set_epoch(dataset, 1, skip_batches=1)
 
 
 def test_mindspore_random_ops_warn_that_they_do_not_resume(folder):
-    import mindspore.dataset.vision as vision
-
-    dataset = create_dataset("imagenet", folder, "train")
+    dataset = create_dataset("imagenet", folder, "train", num_parallel_workers=1)
     transform = [vision.RandomCropDecodeResize(32), vision.RandomHorizontalFlip()]
     with pytest.warns(UserWarning, match="RandomCropDecodeResize draws from a process-wide random stream"):
         create_loader(dataset, BATCH, is_training=True, transform=transform, num_parallel_workers=1)
-    assert ds.config.get_seed() is not None
+
+
+def test_transforms_run_in_the_reader_give_the_map_path_pixels(folder, recipe):
+    """create_loader lets the reader apply crop, flips and RandAugment to the decoded pixels; a map over the
+    reader's BMP bytes gives the same images (the crop reads BMP rows in BGR and swaps after resizing)."""
+    ops = create_transforms("imagenet", image_resize=32, is_training=True, **recipe["transform"])[:3]
+    assert [type(op).__name__ for op in ops] == ["RandomResizedCrop", "RandomHorizontalFlip", "RandAugment"]
+    chain = _WithSeed(list(zip(ops, range(3))))
+    source = ImageFolderSource(folder, "train")
+    in_reader, plain = _SeededRows(source, 21, chain.apply), _SeededRows(source, 21)
+    for ticket in range(0, 14 * 30, 11):
+        image, label, seed = in_reader[ticket]
+        encoded, plain_label, plain_seed = plain[ticket]
+        assert encoded.ndim == 1 and (label, seed) == (plain_label, plain_seed)
+        np.testing.assert_array_equal(image, chain.apply(encoded, seed))

@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import mindspore.dataset as ds
 
-from .image_bytes import CorruptImageError, decode_to_bmp
+from .image_bytes import CorruptImageError, decode_rgb, decode_to_bmp
 from .sampler import ShardedSampler
 from .seeded import sample_seed
 from .workers import clamp_workers
@@ -90,19 +90,29 @@ def _warn_if_classes_differ_from_train(root, split, class_names):
 
 
 class _SeededRows:
-    """(image, label, sample_seed) for a ShardedSampler ticket: the row plus its augmentation seed."""
+    """(image, label, sample_seed) for a ShardedSampler ticket: the row plus its augmentation seed.
 
-    def __init__(self, source, seed):
+    With `transform` (a `transform(pixels, seed)` from create_loader) the image comes out transformed from the
+    decoded RGB pixels, in the reader thread: one Python call per image instead of two, and no BMP round trip.
+    """
+
+    def __init__(self, source, seed, transform=None):
         self.source = source
         self.seed = seed
+        self.transform = transform
 
     def __len__(self):
         return len(self.source)
 
     def __getitem__(self, ticket):
         draw, index = divmod(int(ticket), len(self.source))
-        image, label = self.source[index]
-        return image, label, np.int64(sample_seed(self.seed, draw))
+        seed = sample_seed(self.seed, draw)
+        if self.transform is None:
+            image, label = self.source[index]
+        else:
+            image, label = self.source.read(index, decode_rgb)
+            image = self.transform(image, seed)
+        return image, label, np.int64(seed)
 
 
 class ImageFolderSource:
@@ -129,16 +139,21 @@ class ImageFolderSource:
         return os.path.join(self.split_dir, os.fsdecode(self._files[index]))
 
     def __getitem__(self, ticket):
-        index = int(ticket) % len(self)  # a ShardedSampler ticket (see sampler.py) or a plain index
+        image, label = self.read(ticket, decode_to_bmp)
+        return np.frombuffer(image, dtype=np.uint8), label
+
+    def read(self, ticket, decode):
+        """(decode(file bytes), label) of a ShardedSampler ticket (see sampler.py) or a plain index."""
+        index = int(ticket) % len(self)
         for offset in range(_MAX_REPLACEMENT_TRIES):
             candidate = (index + offset) % len(self)
             try:
                 with open(self.path(candidate), "rb") as f:
-                    image = decode_to_bmp(f.read())
+                    image = decode(f.read())
             except (OSError, CorruptImageError) as error:
                 self._warn_once(candidate, error)
                 continue
-            return np.frombuffer(image, dtype=np.uint8), self._labels[candidate]
+            return image, self._labels[candidate]
         raise RuntimeError(
             f"{_MAX_REPLACEMENT_TRIES} consecutive images starting at {self.path(index)!r} are unreadable; "
             "the dataset looks damaged (check the disk / re-extract the archive)."
@@ -221,7 +236,9 @@ def create_dataset(
     dataset.num_classes = lambda: len(class_names)
     # create_loader builds augmentation on this variant: the same rows (same sampler, so set_epoch on either
     # reaches both) plus each sample's augmentation seed; a separate node, since a MindSpore pipeline is a tree
-    dataset.with_sample_seeds = lambda: reader(_SeededRows(source, sampler.seed), ["image", "label", "sample_seed"])
+    dataset.with_sample_seeds = lambda transform=None: reader(
+        _SeededRows(source, sampler.seed, transform), ["image", "label", "sample_seed"]
+    )
     return dataset
 
 

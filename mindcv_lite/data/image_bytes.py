@@ -11,7 +11,7 @@ import io
 import numpy as np
 from PIL import Image
 
-__all__ = ["CorruptImageError", "bmp_bgr_pixels", "decode_to_bmp"]
+__all__ = ["CorruptImageError", "bmp_bgr_pixels", "decode_rgb", "decode_to_bmp"]
 
 # Pillow refuses images above ~179 Mpx as a decompression-bomb guard; a huge but honest photo is not corrupt.
 Image.MAX_IMAGE_PIXELS = None
@@ -28,17 +28,25 @@ def decode_to_bmp(data):
     touch the global warnings state (`warnings.catch_warnings` there is not thread-safe: two threads
     interleaving it leave an "ignore everything" filter behind for the whole process).
     """
+    out = io.BytesIO()
+    _decode(data).save(out, format="BMP")
+    return out.getvalue()
+
+
+def decode_rgb(data):
+    """`decode_to_bmp`'s pixels as an (H, W, 3) uint8 RGB array, for transforms that run in the reader."""
+    return np.asarray(_decode(data))
+
+
+def _decode(data):
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            rgb = image if image.mode == "RGB" else _to_rgb(image)
+            return image if image.mode == "RGB" else _to_rgb(image)
     except Image.UnidentifiedImageError:
         raise CorruptImageError("not in an image format Pillow can read") from None
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, ... for damaged data
         raise CorruptImageError(f"{type(error).__name__}: {error}") from error
-    out = io.BytesIO()
-    rgb.save(out, format="BMP")
-    return out.getvalue()
 
 
 def _to_rgb(image):

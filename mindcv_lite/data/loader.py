@@ -7,7 +7,7 @@ from mindspore.dataset import transforms as ds_transforms
 
 from .mixup import Mixup, mixup_target
 from .seeded import SeededTransform, sample_rng
-from .transforms import NormalizeCHW, RandomErasing, create_transforms
+from .transforms import NormalizeCHW, RandomErasing, RandomResizedCrop, create_transforms
 from .workers import clamp_workers
 
 __all__ = ["create_loader"]
@@ -62,9 +62,32 @@ class _WithSeed:
         self.ops_and_salts = ops_and_salts
 
     def __call__(self, image, seed):
+        return self.apply(image, seed), seed
+
+    def apply(self, image, seed):
         for op, salt in self.ops_and_salts:
             image = op(image, seed, salt)
-        return image, seed
+        return image
+
+
+def _with_seeds(dataset, ops):
+    """(`dataset` with a seed column, how many of the per-image `ops` it already applies).
+
+    A create_dataset reader applies the leading seeded ops itself when they start with RandomResizedCrop (which
+    takes decoded pixels as well as bytes): ~0.5 CPU-ms less per 224 px image than a map of its own.
+    """
+    if not hasattr(dataset, "with_sample_seeds"):
+        dataset = dataset.map(
+            operations=_SeedStream(ds.config.get_seed()), input_columns=["label"], output_columns=["label", _SEED],
+            num_parallel_workers=1, python_multiprocessing=False,
+        )  # fmt: skip
+        return dataset, 0
+    fused = 0
+    if ops and isinstance(ops[0], RandomResizedCrop):
+        while fused < len(ops) and isinstance(ops[fused], SeededTransform):
+            fused += 1
+    transform = _WithSeed(list(zip(ops[:fused], range(fused)))).apply if fused else None
+    return dataset.with_sample_seeds(transform), fused
 
 
 class _BatchStage:
@@ -169,13 +192,6 @@ def create_loader(
     if is_training:
         _warn_unseeded_random_ops(ops)
 
-    if needs_seed and hasattr(dataset, "with_sample_seeds"):
-        dataset = dataset.with_sample_seeds()
-    elif needs_seed:
-        dataset = dataset.map(
-            operations=_SeedStream(ds.config.get_seed()), input_columns=["label"], output_columns=["label", _SEED],
-            num_parallel_workers=1, python_multiprocessing=False,
-        )  # fmt: skip
     apply = _Mapper(workers, python_multiprocessing)
     if separate:
         primary, secondary, final = transform
@@ -183,7 +199,8 @@ def create_loader(
         # len(ops) so that its random draws differ from the first copy's
         first, second = len(primary), len(primary) + len(ops)
         last = len(primary) + len(secondary)
-        dataset = apply(dataset, primary, "image")
+        dataset, fused = _with_seeds(dataset, primary)
+        dataset = apply(dataset, primary[fused:], "image", fused)
         duplicate = ds_transforms.Duplicate()
         dataset = dataset.map(duplicate, input_columns=["image"], output_columns=["image_clean", "image_aug1"])
         dataset = dataset.map(duplicate, input_columns=["image_aug1"], output_columns=["image_aug1", "image_aug2"])
@@ -202,7 +219,11 @@ def create_loader(
         )
     else:
         tail = _split_batch_tail(ops)
-        dataset = apply(dataset, ops if tail is None else ops[:tail], "image")
+        per_image = ops if tail is None else ops[:tail]
+        fused = 0
+        if needs_seed:
+            dataset, fused = _with_seeds(dataset, per_image)
+        dataset = apply(dataset, per_image[fused:], "image", fused)
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_workers=workers)
         if tail is not None:
             erasers = [(op, salt) for salt, op in enumerate(ops[tail + 1 :], start=tail + 1)]
