@@ -1,19 +1,24 @@
 """Model speed: `python -m mindcv_lite.benchmark --model pit_ti --batch-size 16 --what infer --mode graph`.
 
 Prints one JSON object: first-step time (graph compilation included), images/s as the median over the steady
-steps that follow, and the process's peak resident memory.
+steps that follow, the process CPU seconds per steady step (comparable on a loaded machine, where wall time is
+not), and the process's peak resident memory. `--all` runs every registered model, inference and training, each
+in a fresh process (peak memory is per process), and prints a table.
 """
 import argparse
 import json
 import resource
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
 import mindspore as ms
 from mindspore import nn
 
-from .models import create_model
+from .engine.runtime import JIT_LEVELS, compile_cache_dir, configure_compilation
+from .models import create_model, list_models
 
 MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
 
@@ -29,40 +34,93 @@ def build_step(model, what, num_classes):
     return nn.TrainOneStepCell(nn.WithLossCell(model, loss), optimizer)
 
 
-def run(model_name, batch_size=16, what="infer", mode="graph", img_size=224, steps=5, num_classes=1000):
+def run(model_name, batch_size=16, what="infer", mode="graph", img_size=224, steps=5, num_classes=1000,
+        jit_level="O0", compile_cache=False, recompute=False):
     ms.set_context(mode=MODES[mode], device_target="CPU")
+    settings = dict(model=model_name, batch_size=batch_size, what=what, mode=mode, img_size=img_size,
+                    num_classes=num_classes, jit_level=jit_level, recompute=recompute)
+    configure_compilation(jit_level, compile_cache_dir(settings) if compile_cache else None)
     model = create_model(model_name, num_classes=num_classes, img_size=img_size)
+    if recompute:
+        model.set_grad_checkpointing()
     step = build_step(model, what, num_classes)
     rng = np.random.default_rng(0)
     images = ms.Tensor(rng.standard_normal((batch_size, 3, img_size, img_size), dtype=np.float32))
     labels = ms.Tensor(rng.integers(0, num_classes, batch_size).astype(np.int32))
     inputs = (images,) if what == "infer" else (images, labels)
-    times = []
+    times, cpu_times = [], []
     for _ in range(steps + 1):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         step(*inputs).asnumpy()
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     steady = statistics.median(times[1:])
     return {
-        "model": model_name, "what": what, "mode": mode, "batch_size": batch_size, "img_size": img_size,
+        **settings, "compile_cache": compile_cache,
         "first_step_s": round(times[0], 3), "step_s": round(steady, 4),
         "images_per_s": round(batch_size / steady, 2),
+        "step_cpu_s": round(statistics.median(cpu_times[1:]), 4),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
+
+
+def run_all(models, argv):
+    """Every (model, infer/train) in a child process; returns their JSON results."""
+    results = []
+    for name in models:
+        for what in ("infer", "train"):
+            command = [sys.executable, "-m", "mindcv_lite.benchmark", "--model", name, "--what", what, *argv]
+            done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+            if done.returncode != 0:
+                results.append({"model": name, "what": what, "error": f"exit code {done.returncode}"})
+            else:
+                results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    return results
+
+
+def format_table(results):
+    lines = ["| model | work | images/s | first step s | CPU s/step | peak RSS GB |", "|---|---|---:|---:|---:|---:|"]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['what']} | {r['error']} | | | |")
+        else:
+            lines.append(f"| {r['model']} | {r['what']} | {r['images_per_s']} | {r['first_step_s']} | "
+                         f"{r['step_cpu_s']} | {r['peak_rss_mb'] / 1024:.2f} |")
+    return "\n".join(lines)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="pit_ti")
+    parser.add_argument("--all", action="store_true",
+                        help="every registered model (or those matching --models), inference and training: a table")
+    parser.add_argument("--models", default="*", help="with --all: fnmatch pattern(s), comma-separated")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--what", choices=("infer", "train"), default="infer")
     parser.add_argument("--mode", choices=tuple(MODES), default="graph")
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--steps", type=int, default=5, help="steady steps timed after the first")
     parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--jit_level", choices=JIT_LEVELS, default="O0",
+                        help="MindSpore graph compilation level (mindcv forces O2 in graph mode)")
+    parser.add_argument("--compile_cache", action="store_true",
+                        help="use MindSpore's compile cache (per-configuration folder, see README): run the same "
+                             "command twice to time a warm first step")
+    parser.add_argument("--recompute", action="store_true",
+                        help="training: recompute each block's activations in backward (model.set_grad_checkpointing)")
     args = parser.parse_args(argv)
+    if args.all:
+        child_argv = ["--batch-size", str(args.batch_size), "--mode", args.mode, "--img-size", str(args.img_size),
+                      "--steps", str(args.steps), "--num-classes", str(args.num_classes), "--jit_level", args.jit_level]
+        child_argv += [flag for flag in ("--compile_cache", "--recompute") if getattr(args, flag[2:])]
+        models = list_models(args.models.split(","))
+        if not models:
+            parser.error(f"--models {args.models!r} matches no registered model; see mindcv_lite.list_models()")
+        print(format_table(run_all(models, child_argv)))
+        return
     print(json.dumps(run(args.model, args.batch_size, args.what, args.mode, args.img_size, args.steps,
-                         args.num_classes)))
+                         args.num_classes, args.jit_level, args.compile_cache, args.recompute)))
 
 
 if __name__ == "__main__":

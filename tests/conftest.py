@@ -1,6 +1,8 @@
 """Shared fixtures: execution mode, and the reference parameter tables / weights / goldens in fixtures/."""
 import csv
 import importlib.util
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,8 @@ read_param_table, reference_input, reference_weights = (_reference.read_param_ta
                                                         _reference.reference_weights)
 
 ms.set_context(device_target="CPU")
+# train.py / validate.py keep MindSpore's compile cache under MINDCV_LITE_HOME: not in the user's home during tests.
+os.environ["MINDCV_LITE_HOME"] = tempfile.mkdtemp(prefix="mindcv_lite_home_")
 
 
 @pytest.fixture(params=[ms.GRAPH_MODE, ms.PYNATIVE_MODE], ids=["graph", "pynative"])

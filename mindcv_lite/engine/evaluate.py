@@ -12,7 +12,7 @@ from ..models import CheckpointMismatchError, create_model, read_checkpoint
 from ..models.checkpoint import checkpoint_num_classes, load_state, model_state
 from ..utils.io import atomic_path
 from .progress import setup_logging
-from .runtime import all_reduce_sum, launched_by_msrun, setup_runtime, warn_once
+from .runtime import all_reduce_sum, compile_settings, launched_by_msrun, setup_runtime, warn_once
 from .train_step import EvalStep
 
 __all__ = ["create_eval_loader", "evaluate", "validate"]
@@ -71,7 +71,7 @@ def validate(args):
     if args.distribute and not distribute:
         # The recipes set `distribute: True` for training; validating them with plain python must still work.
         _logger.info("distribute=True but not started by msrun: validating in this single process")
-    runtime = setup_runtime(args.mode, args.device_target, distribute, args.seed)
+    runtime = setup_runtime(args.mode, args.device_target, distribute, args.seed, *compile_settings(args))
     if runtime.distributed:
         setup_logging(runtime.rank, runtime.world_size)
     if not args.ckpt_path:

@@ -1,5 +1,8 @@
-"""Process setup shared by train.py and validate.py: device, execution mode, msrun data parallel, seeds."""
+"""Process setup shared by train.py and validate.py: device, execution mode, graph compilation (jit level, compile
+cache), msrun data parallel, seeds."""
 import glob
+import hashlib
+import json
 import logging
 import os
 import random
@@ -11,7 +14,8 @@ import mindspore.dataset as ds
 
 from .peer_watchdog import start_scheduler_guardian, watch_peers
 
-__all__ = ["MSRUN_ENV", "Runtime", "launched_by_msrun", "setup_runtime", "warn_once"]
+__all__ = ["JIT_LEVELS", "MSRUN_ENV", "Runtime", "compile_cache_dir", "compile_settings", "configure_compilation",
+           "launched_by_msrun", "setup_runtime", "warn_once"]
 
 _logger = logging.getLogger(__name__)
 
@@ -61,8 +65,75 @@ def _msrun_command():
     return f"msrun --worker_num 8 --local_worker_num 8 python {script} {args}"
 
 
-def setup_runtime(mode=0, device_target=None, distribute=False, seed=42):
+# MindSpore 2.10: O0 and O1 run kernel by kernel (O1 adds fusion passes), O2 hands whole graphs to Ascend's GE
+# (mindcv forces it in graph mode); off Ascend MindSpore runs O2 graphs kernel by kernel as well.
+JIT_LEVELS = ("O0", "O1", "O2")
+
+
+def _cache_root():
+    home = os.environ.get("MINDCV_LITE_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "mindcv_lite")
+    return os.path.join(home, "compile")
+
+
+def compile_cache_dir(settings, root=""):
+    """A folder for MindSpore's compile cache, one per distinct `settings` (the resolved config of a run) and
+    version of this package's source.
+
+    MindSpore 2.10 checks a cached graph only against the hash of the entry script and of its imports outside
+    sys.path (so not an installed mindcv_lite), never against the arguments the network was built with: pit_ti and
+    pit_s would load each other's graph from one folder, and an edited model would load its old graph. Hence the
+    folder name hashes both. `root` defaults to $MINDCV_LITE_HOME/compile, else ~/.cache/mindcv_lite/compile.
+    """
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for path in sorted(glob.glob(os.path.join(package, "**", "*.py"), recursive=True)):
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    return os.path.join(root or _cache_root(), f"ms{ms.__version__}-{digest.hexdigest()[:16]}")
+
+
+def _fix_cache_entry_script(cache_dir):
+    """MindSpore 2.10 records the entry script when it is imported and hashes it and its imports for the compile
+    cache; under `python -m` that is the literal "-m" (and a module's relative imports cannot be resolved from a
+    path), so the cache fails. The cache folder already hashes this package's source: give MindSpore a placeholder."""
+    from mindspore.graph import api
+
+    if not os.path.isfile(str(api.entry_script_path)):
+        placeholder = os.path.join(cache_dir, "entry_script.py")
+        with open(placeholder, "w") as f:
+            f.write('"""Stands in for a `python -m` entry module (see mindcv_lite.engine.runtime)."""\n')
+        api.entry_script_path = placeholder
+
+
+def configure_compilation(jit_level="O0", cache_dir=None):
+    """Set the graph-compilation level and turn MindSpore's compile cache on in `cache_dir` (None: off).
+
+    The second run of the same command then loads its graphs instead of compiling them. MindSpore 2.10 reads the
+    cache switches from the environment (`set_context(enable_compile_cache=...)` is deprecated).
+    """
+    if jit_level not in JIT_LEVELS:
+        raise ValueError(f"jit_level must be one of {', '.join(JIT_LEVELS)}, got {jit_level!r}")
+    ms.set_context(jit_config={"jit_level": jit_level})
+    if cache_dir:
+        os.makedirs(cache_dir, exist_ok=True)
+        _fix_cache_entry_script(cache_dir)
+        os.environ["MS_COMPILER_CACHE_ENABLE"] = "1"
+        os.environ["MS_COMPILER_CACHE_PATH"] = cache_dir
+    else:
+        os.environ.pop("MS_COMPILER_CACHE_ENABLE", None)
+        os.environ.pop("MS_COMPILER_CACHE_PATH", None)
+
+
+def compile_settings(args):
+    """(jit_level, compile cache folder or None) of a train.py / validate.py run from its resolved arguments."""
+    cache = compile_cache_dir(vars(args), args.compile_cache_dir) if args.compile_cache else None
+    return args.jit_level, cache
+
+
+def setup_runtime(mode=0, device_target=None, distribute=False, seed=42, jit_level="O0", compile_cache=None):
     """Set the MindSpore context and, with `distribute`, join the msrun job as a data-parallel worker.
+
+    `jit_level` and `compile_cache` (a folder, or None for no cache) go to `configure_compilation`.
 
     `mindspore.communication.init()` comes first: msrun also starts the script as the job's scheduler, and that
     process must not build models or read data before `init()` takes it over.
@@ -70,6 +141,7 @@ def setup_runtime(mode=0, device_target=None, distribute=False, seed=42):
     _warned.clear()  # once per run
     device_target = device_target or _default_device()
     ms.set_context(mode=mode)
+    configure_compilation(jit_level, compile_cache)
     if ms.get_context("device_target") != device_target:  # set_device raises once kernels have run (tests, demo)
         ms.set_device(device_target)
     rank, world_size = 0, 1

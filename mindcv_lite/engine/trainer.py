@@ -23,7 +23,7 @@ from .checkpointing import CheckpointManager, load_train_checkpoint, save_train_
 from .curves import Curves
 from .evaluate import create_eval_loader
 from .progress import LossMeter, setup_logging
-from .runtime import setup_runtime, warn_once
+from .runtime import compile_settings, setup_runtime, warn_once
 from .train_step import EvalStep, TrainStep
 
 __all__ = ["train"]
@@ -97,7 +97,7 @@ def _create_train_loader(args, runtime):
 
 def _setup_run(args):
     """Device, mode, msrun, seeds; logging to the checkpoint folder; settings this engine refuses."""
-    runtime = setup_runtime(args.mode, args.device_target, args.distribute, args.seed)
+    runtime = setup_runtime(args.mode, args.device_target, args.distribute, args.seed, *compile_settings(args))
     log_name = "train.log" if not runtime.distributed else f"train_rank{runtime.rank}.log"
     setup_logging(runtime.rank, runtime.world_size, os.path.join(args.ckpt_save_dir, log_name))
     _check_args(args, runtime)

@@ -103,6 +103,14 @@ def _add_mindcv_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=_int, default=42, help="Seed for numpy, random and MindSpore")
     group.add_argument("--device_target", type=str, default=None, choices=["Ascend", "GPU", "CPU"],
                        help="Device to run on; None = Ascend when present, else CPU")
+    group.add_argument("--jit_level", type=str, default="O0", choices=["O0", "O1", "O2"],
+                       help="MindSpore graph compilation level (mindcv_lite; mindcv forces O2 in graph mode): O0 "
+                            "compiles fastest and, on CPU, runs as fast")
+    _bool_flag(group, "--compile_cache", True, "Reuse compiled graphs across runs of the same configuration "
+               "(MindSpore's compile cache; mindcv_lite)")
+    group.add_argument("--compile_cache_dir", type=str, default="",
+                       help="Compile cache root; '' = $MINDCV_LITE_HOME/compile, else ~/.cache/mindcv_lite/compile "
+                            "(mindcv_lite)")
 
     group = parser.add_argument_group("Dataset")
     group.add_argument("--dataset", type=str, default="imagenet", help="Dataset type")
