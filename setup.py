@@ -5,6 +5,8 @@ setup(
     version="0.1.0",
     description="MindSpore model zoo for PiT and PVT vision transformers",
     packages=find_packages(include=["mindcv_lite", "mindcv_lite.*"]),
+    # the demo's recipe ships inside the package (python -m mindcv_lite.demo works without a source checkout)
+    package_data={"mindcv_lite": ["recipes/*.yaml"]},
     python_requires=">=3.9",
     install_requires=[
         "mindspore>=2.10,<2.11",

@@ -13,12 +13,11 @@ import numpy as np
 import mindspore as ms
 from mindspore import ops
 
-from .data import create_transforms
+from .data import create_transforms, resolve_data_config
 from .data.image_bytes import CorruptImageError, decode_to_bmp
-from .engine.checkpointing import CLASS_NAMES_KEY
-from .imagenet_classes import IMAGENET_CLASSES
+from .data.imagenet_classes import IMAGENET_CLASSES
 from .models import create_model, get_pretrained_cfg, read_checkpoint
-from .models.checkpoint import load_state, load_with_checkpoint_classes, model_state
+from .models.checkpoint import CLASS_NAMES_KEY, load_state, load_with_checkpoint_classes, model_state
 
 __all__ = ["classify", "class_names_for", "load_images"]
 
@@ -58,7 +57,10 @@ def classify(model_name, ckpt_path, paths, num_classes=None, image_size=None, to
     """[(path, [(class name, probability), ...top_k]), ...] for the images in `paths`."""
     entries = read_checkpoint(ckpt_path)
     cfg = get_pretrained_cfg(model_name)
-    image_size = image_size or cfg["input_size"][-1]
+    data_config = resolve_data_config({"image_resize": image_size}, cfg)
+    image_size = data_config["image_resize"]
+    print(f"data config: image_size {image_size}, interpolation {data_config['interpolation']}, "
+          f"crop_pct {data_config['crop_pct']}")
     model = create_model(model_name, num_classes=num_classes or cfg["num_classes"], img_size=image_size)
     if num_classes:
         load_state(model, model_state(model, entries), ckpt_path)
@@ -66,7 +68,7 @@ def classify(model_name, ckpt_path, paths, num_classes=None, image_size=None, to
         load_with_checkpoint_classes(model, entries, ckpt_path)
     num_classes = model.num_classes
     model.set_train(False)
-    images = load_images(paths, image_size, cfg["crop_pct"], cfg["interpolation"])
+    images = load_images(paths, image_size, data_config["crop_pct"], data_config["interpolation"])
     probabilities = ops.softmax(model(ms.Tensor(images)), axis=-1).asnumpy()
     names = class_names_for(num_classes, entries)
     k = min(top_k, num_classes)
@@ -84,7 +86,8 @@ def main(argv=None):
     parser.add_argument("--ckpt_path", required=True, help="weights: ours, mindcv's, or timm's")
     parser.add_argument("--num_classes", type=int, default=None,
                         help="default: the number of classes of the checkpoint's classifier")
-    parser.add_argument("--image_size", type=int, default=None, help="default: the model's pretrained input size")
+    parser.add_argument("--image_resize", "--image_size", "--img_size", dest="image_size", type=int, default=None,
+                        help="input size; default: the model's pretrained input size")
     parser.add_argument("--top_k", type=int, default=5)
     parser.add_argument("--mode", type=int, choices=(0, 1), default=1,
                         help="0 graph (compiles once, faster for many images), 1 pynative (default)")

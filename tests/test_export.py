@@ -7,8 +7,9 @@ import mindspore as ms
 from mindspore import nn
 
 from mindcv_lite import create_model, save_checkpoint
-from mindcv_lite.export import ErfFreeGELU, export_model, main, replace_exact_gelu
-from mindcv_lite.models.layers import Block
+from mindcv_lite.export import export_model, main
+from mindcv_lite.models.layers.gelu import ErfFreeGELU, replace_exact_gelu
+from mindcv_lite.models.layers import Block, LinearSRAttention, MlpWithDepthwiseConv
 
 ort = pytest.importorskip("onnxruntime", reason="pip install onnxruntime (the project's test extra)")
 
@@ -62,7 +63,7 @@ class _LinearSRBlock(nn.Cell):
 
     def __init__(self):
         super().__init__()
-        self.block = Block(16, 2, mlp_ratio=2, sr_ratio=8, fused_kv=True, linear_sr=True, conv_mlp=True)
+        self.block = Block(16, LinearSRAttention(16, num_heads=2), MlpWithDepthwiseConv(16, 32, extra_relu=True))
 
     def construct(self, x):
         return self.block(x, 9, 12)

@@ -9,7 +9,7 @@ from _image_folders import write_image
 from mindcv_lite import create_model, save_checkpoint
 from mindcv_lite.data import create_transforms
 from mindcv_lite.data.image_bytes import CorruptImageError
-from mindcv_lite.imagenet_classes import IMAGENET_CLASSES
+from mindcv_lite.data.imagenet_classes import IMAGENET_CLASSES
 from mindcv_lite.infer import load_images, main
 
 SIZE = 64

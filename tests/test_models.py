@@ -16,8 +16,8 @@ ALL_MODELS = list_models()
 # takes b0 and b2_li, the others run forward only; test_pvt_v2.py checks all their parameter counts.
 SWEEP_MODELS = list_models(exclude_filters=["pvt_v2_b[1-5]"])
 DEEPER_VARIANTS = sorted(set(ALL_MODELS) - set(SWEEP_MODELS))
-# Small inputs keep the sweep fast; PiT needs a size its patch stride tiles, PVT a multiple of 32.
-SWEEP_IMG_SIZE = {"pit": 64, "pvt": 64}
+# Small inputs keep the sweep fast: 64 suits every family (a multiple of 32 that PiT's patch stride tiles).
+SWEEP_IMG_SIZE = 64
 NUM_CLASSES = 7
 
 # The reference implementations' trainable-parameter counts (issue #2, from timm / whai362/PVT).
@@ -38,12 +38,8 @@ TORCH_TABLES = {"pit_ti": "pit_ti_224", "pit_xs": "pit_xs_224", "pit_s": "pit_s_
                 "pvt_tiny": "pvt_tiny", "pvt_small": "pvt_small", "pvt_medium": "pvt_medium", "pvt_large": "pvt_large"}
 
 
-def _family(name):
-    return name.split("_")[0]
-
-
 def _small_model(name, **kwargs):
-    return create_model(name, num_classes=NUM_CLASSES, img_size=SWEEP_IMG_SIZE[_family(name)], **kwargs)
+    return create_model(name, num_classes=NUM_CLASSES, img_size=SWEEP_IMG_SIZE, **kwargs)
 
 
 @functools.lru_cache(maxsize=None)
@@ -93,7 +89,7 @@ def test_parameter_names_and_shapes_are_mindcv_attribute_paths(name):
 def test_forward_backward_every_parameter_gets_a_gradient(name, mode):
     model = _sweep_model(name)
     model.set_train(True)
-    size = SWEEP_IMG_SIZE[_family(name)]
+    size = SWEEP_IMG_SIZE
     images = ms.Tensor(np.random.default_rng(0).standard_normal((2, 3, size, size)).astype(np.float32))
     labels = ms.Tensor(np.array([1, 5], np.int32))
     params = model.trainable_params()
@@ -123,7 +119,7 @@ def test_deeper_variants_forward(name):
 def test_eval_forward_is_deterministic_and_finite(name, mode):
     model = _small_model(name, drop_rate=0.3, drop_path_rate=0.2)
     model.set_train(False)
-    size = SWEEP_IMG_SIZE[_family(name)]
+    size = SWEEP_IMG_SIZE
     x = ms.Tensor(np.random.default_rng(1).standard_normal((3, 3, size, size)).astype(np.float32))
     first, second = model(x).asnumpy(), model(x).asnumpy()
     assert first.shape == (3, NUM_CLASSES) and np.isfinite(first).all()
@@ -141,7 +137,7 @@ def test_stochastic_depth_and_dropout_act_in_training():
 def test_uniform_interface(name):
     model = _small_model(name)
     model.set_train(False)
-    size = SWEEP_IMG_SIZE[_family(name)]
+    size = SWEEP_IMG_SIZE
     x = ms.Tensor(np.random.default_rng(2).standard_normal((2, 3, size, size)).astype(np.float32))
     features = model.forward_features(x)
     assert features.shape[0] == 2 and features.shape[-1] == model.num_features

@@ -1,5 +1,6 @@
 """Data pipeline: ImageNet-style folders -> robust sharded dataset -> augmented, mixed batches."""
 from .auto_augment import create_auto_augment
+from .config import resolve_data_config
 from .constants import DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from .dataset import IMAGE_EXTENSIONS, create_dataset, find_classes, set_epoch
 from .loader import create_loader
@@ -17,5 +18,6 @@ __all__ = [
     "create_loader",
     "create_transforms",
     "find_classes",
+    "resolve_data_config",
     "set_epoch",
 ]

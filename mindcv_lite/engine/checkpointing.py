@@ -15,6 +15,7 @@ import numpy as np
 import mindspore as ms
 
 from ..models import CheckpointMismatchError, read_checkpoint, save_checkpoint
+from ..models.checkpoint import CLASS_NAMES_KEY
 from ..utils.io import atomic_path
 
 __all__ = ["CheckpointManager", "load_train_checkpoint", "save_train_checkpoint"]
@@ -24,7 +25,6 @@ _logger = logging.getLogger(__name__)
 EPOCH_KEY = "epoch_num"
 STEP_KEY = "step_num"
 MODEL_KEY = "train.model"
-CLASS_NAMES_KEY = "train.class_names"
 MANIFEST = "checkpoints.json"
 _NOT_SAVED = ("learning_rate",)  # the per-step schedule: rebuilt from the config on resume
 

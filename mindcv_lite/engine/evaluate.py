@@ -9,8 +9,9 @@ import numpy as np
 from ..data import create_dataset, create_loader, create_transforms
 from ..loss import create_loss
 from ..models import CheckpointMismatchError, create_model, read_checkpoint
-from ..models.checkpoint import checkpoint_num_classes, load_state, model_state
+from ..models.checkpoint import CLASS_NAMES_KEY, checkpoint_num_classes, load_state, model_state
 from ..utils.io import atomic_path
+from .data_config import apply_data_config
 from .progress import setup_logging
 from .runtime import all_reduce_sum, compile_settings, launched_by_msrun, setup_runtime, warn_once
 from .train_step import EvalStep
@@ -57,7 +58,7 @@ def evaluate(eval_step, loader, runtime):
 
 
 def _check_class_names(path, entries, class_names):
-    saved = entries.get("train.class_names")
+    saved = entries.get(CLASS_NAMES_KEY)
     if saved is not None and json.loads(saved) != list(class_names):
         raise CheckpointMismatchError(
             f"{path!r} was trained on other classes than the class folders of the validation set "
@@ -81,6 +82,7 @@ def validate(args):
         raise FileNotFoundError(f"--ckpt_path {args.ckpt_path!r} does not exist")
     if args.val_amp_level not in ("O0",):
         warn_once(f"val_amp_level={args.val_amp_level} is not used by validate.py; evaluating in float32")
+    apply_data_config(args)
     dataset, loader = create_eval_loader(args, runtime, args.val_split)
     num_classes = args.num_classes or dataset.num_classes()
     model = create_model(args.model, num_classes=num_classes, in_channels=args.in_channels,

@@ -19,6 +19,7 @@ from ..scheduler import create_scheduler
 from ..utils.config import save_config
 from .callbacks import (CallbackList, EpochCheckpoints, EpochLog, MetricsLog, Progress, RunContext, Validation,
                         WeightsInSync)
+from .data_config import apply_data_config
 from .checkpointing import CheckpointManager, load_train_checkpoint, save_train_checkpoint
 from .curves import Curves
 from .evaluate import create_eval_loader
@@ -206,6 +207,7 @@ def _run_epochs(ctx, loader, callbacks):
 def train(args):
     """Train as configured by `args` (from `mindcv_lite.utils.config.parse_args`); returns the last metrics."""
     runtime = _setup_run(args)
+    apply_data_config(args)
     train_set, loader, num_classes, steps_per_epoch = _create_train_loader(args, runtime)
     model = _create_train_model(args, num_classes)
     train_step, optimizer, lr = _create_train_step(args, model, runtime, steps_per_epoch)

@@ -26,6 +26,10 @@ TRAINING_STATE_PREFIXES = ("adam_m.", "adam_v.", "moments.", "moment.", "moment1
                            "meta.")
 
 
+# Where train.py stores the training set's class names beside the weights (infer.py shows them).
+CLASS_NAMES_KEY = "train.class_names"
+
+
 class CheckpointMismatchError(ValueError):
     """The checkpoint's weights do not fit the model."""
 
@@ -123,7 +127,44 @@ def model_state(model, entries, use_ema=False):
     filter_fn = getattr(model, "checkpoint_filter_fn", None)
     if filter_fn is not None:
         state = filter_fn(state, model)
-    return _adopt_norm_names(state, {p.name: tuple(p.shape) for p in model.get_parameters()})
+    shapes = {p.name: tuple(p.shape) for p in model.get_parameters()}
+    return _adapt_first_conv(model, _adopt_norm_names(state, shapes), shapes)
+
+
+def adapt_input_conv(in_chans, weight):
+    """A first-convolution weight (O, I, kH, kW) for `in_chans` input channels (timm's `adapt_input_conv`):
+    1 channel sums the RGB kernels (I > 3: each group of 3); N channels repeat RGB and rescale by 3 / N."""
+    dtype = weight.dtype
+    weight = weight.astype(np.float32)
+    out_chans, chans, kh, kw = weight.shape
+    if in_chans == 1:
+        if chans > 3:
+            if chans % 3:
+                raise ValueError(f"cannot adapt a first convolution with {chans} input channels to 1")
+            weight = weight.reshape(out_chans, chans // 3, 3, kh, kw).sum(axis=2)
+        else:
+            weight = weight.sum(axis=1, keepdims=True)
+    elif in_chans != 3:
+        if chans != 3:
+            raise ValueError(f"cannot adapt a first convolution with {chans} input channels to {in_chans}")
+        repeat = -(-in_chans // 3)
+        weight = np.tile(weight, (1, repeat, 1, 1))[:, :in_chans] * (3 / float(in_chans))
+    return weight.astype(dtype)
+
+
+def _adapt_first_conv(model, state, shapes):
+    """A 3-channel checkpoint in a model built with another `in_channels`: adapt its first convolution
+    (`pretrained_cfg['first_conv']`) instead of failing on the shape."""
+    first_conv = getattr(model, "pretrained_cfg", {}).get("first_conv")
+    key = f"{first_conv}.weight"
+    if not first_conv or key not in state or key not in shapes:
+        return state
+    weight, target = state[key], shapes[key]
+    same_kernel = weight.shape[:1] + weight.shape[2:] == target[:1] + target[2:]
+    if weight.ndim == 4 and weight.shape[1] != target[1] and same_kernel:
+        _logger.info("adapting the first convolution %s from %d to %d input channels", key, weight.shape[1], target[1])
+        state = dict(state, **{key: adapt_input_conv(target[1], weight)})
+    return state
 
 
 def checkpoint_num_classes(model, state):

@@ -1,15 +1,17 @@
 """PiT: Pooling-based Vision Transformer (Heo et al., arXiv 2103.16302).
 
-Numerics follow the authors' code and timm (exact GELU, LayerNorm eps 1e-6). Parameter names are the
-attribute paths of mindcv's PiT (`transformers.1.blocks.0...`, `pools.0.conv...`); `checkpoint_filter_fn`
-maps mindcv's `Parameter.name` keys and timm's keys onto them.
+Numerics follow the authors' code and timm (exact GELU, LayerNorm eps 1e-6). The model is timm-shaped
+(`stages.N.pool`, `stages.N.blocks.M`); its parameter names are the attribute paths of mindcv's PiT
+(`transformers.1.blocks.0...`, `pools.0.conv...`); `checkpoint_filter_fn` maps mindcv's `Parameter.name` keys
+and timm's keys onto them.
 """
 import re
 
 import numpy as np
 from mindspore import Parameter, nn, ops
 
-from .layers import Block, DepthwiseConv2d, LayerNorm, PatchConv2d, init_weights, resample_pos_embed_grid, trunc_normal
+from .layers import Attention, Block, DepthwiseConv2d, LayerNorm, Mlp, PatchConv2d, resample_pos_embed_grid, \
+    trunc_normal
 from .base import VisionModel
 from .helpers import build_model_with_cfg
 from .registry import pretrained_cfg, register_model
@@ -41,23 +43,28 @@ class Pooling(nn.Cell):
         return self.conv(x), self.fc(cls_tokens)
 
 
-class Transformer(nn.Cell):
-    """One PiT stage: class tokens and the flattened map go through `depth` blocks together."""
+class PitStage(nn.Cell):
+    """One PiT stage: pooling from the previous stage (all but the first), then class tokens and the flattened
+    map go through `depth` blocks together."""
 
-    def __init__(self, dim, depth, num_heads, mlp_ratio, proj_drop=0.0, attn_drop=0.0, drop_path=(), norm_eps=1e-6):
+    def __init__(self, in_dim, dim, depth, num_heads, mlp_ratio, downsample, proj_drop, attn_drop, drop_path,
+                 norm_eps):
         super().__init__()
+        self.pool = Pooling(in_dim, dim) if downsample else None
         self.blocks = nn.CellList([
-            Block(dim, num_heads, mlp_ratio, qkv_bias=True, proj_drop=proj_drop, attn_drop=attn_drop,
-                  drop_path=drop_path[i], norm_eps=norm_eps)
+            Block(dim, Attention(dim, num_heads, qkv_bias=True, attn_drop=attn_drop, proj_drop=proj_drop),
+                  Mlp(dim, int(dim * mlp_ratio), drop=proj_drop), drop_path=drop_path[i], norm_eps=norm_eps)
             for i in range(depth)
         ])
 
     def construct(self, x, cls_tokens):
+        if self.pool is not None:
+            x, cls_tokens = self.pool(x, cls_tokens)
         batch, height, width, dim = x.shape
         num_tokens = cls_tokens.shape[1]
         x = ops.concat((cls_tokens, x.reshape(batch, height * width, dim)), axis=1)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, height, width)
         return x[:, num_tokens:].reshape(batch, height, width, dim), x[:, :num_tokens]
 
 
@@ -65,60 +72,50 @@ class PoolingTransformer(VisionModel):
     """PiT classifier. With `distilled`, a second (distillation) token and head; the output is the mean of the
     two heads, except in training after `set_distilled_training()` (then the pair, for a distillation loss)."""
 
+    classifier_names = ("head", "head_dist")
+
     def __init__(self, img_size=224, patch_size=16, stride=8, base_dims=(48, 48, 48), depth=(2, 6, 4),
                  heads=(2, 4, 8), mlp_ratio=4.0, num_classes=1000, in_chans=3, distilled=False, drop_rate=0.0,
                  attn_drop_rate=0.0, drop_path_rate=0.0, norm_eps=1e-6):
-        super().__init__()
         if not (len(base_dims) == len(depth) == len(heads)):
             raise ValueError(f"base_dims, depth and heads need one entry per stage, got {base_dims}, {depth}, {heads}")
+        dims = [b * h for b, h in zip(base_dims, heads)]
+        super().__init__(num_classes, dims[-1])
         padding = 0
         self.img_size = img_size
         self.grid_size = (img_size + 2 * padding - patch_size) // stride + 1
         if self.grid_size < 1:
             raise ValueError(f"img_size {img_size} is smaller than the patch size {patch_size}")
-        dims = [b * h for b, h in zip(base_dims, heads)]
         self.num_stages = len(depth)
         self.num_tokens = 2 if distilled else 1
-        self.num_classes = num_classes
-        self.num_features = dims[-1]
         self.pos_embed = Parameter(trunc_normal((1, dims[0], self.grid_size, self.grid_size)), name="pos_embed")
         self.cls_token = Parameter(trunc_normal((1, self.num_tokens, dims[0])), name="cls_token")
         self.patch_embed = ConvEmbedding(in_chans, dims[0], patch_size, stride, padding)
         self.pos_drop = nn.Dropout(p=drop_rate)
         rates = np.linspace(0, drop_path_rate, sum(depth)).tolist()
         offsets = np.cumsum((0,) + tuple(depth)).tolist()
-        self.transformers = nn.CellList([
-            Transformer(dims[i], depth[i], heads[i], mlp_ratio, proj_drop=drop_rate, attn_drop=attn_drop_rate,
-                        drop_path=rates[offsets[i]:offsets[i + 1]], norm_eps=norm_eps)
+        self.stages = nn.CellList([
+            PitStage(dims[max(i - 1, 0)], dims[i], depth[i], heads[i], mlp_ratio, downsample=i > 0,
+                     proj_drop=drop_rate, attn_drop=attn_drop_rate, drop_path=rates[offsets[i]:offsets[i + 1]],
+                     norm_eps=norm_eps)
             for i in range(self.num_stages)
         ])
-        self.pools = nn.CellList([Pooling(dims[i], dims[i + 1]) for i in range(self.num_stages - 1)])
         self.norm = LayerNorm(dims[-1], eps=norm_eps)
         self.head_drop = nn.Dropout(p=drop_rate)
-        self.head = self._make_head(num_classes)
-        self.head_dist = self._make_head(num_classes) if distilled else None
+        self.head = self.create_head(num_classes)
+        self.head_dist = self.create_head(num_classes) if distilled else None
         self.distilled_training = False
-        reduction = stride
-        self.feature_info = []
-        for i in range(self.num_stages):
-            self.feature_info.append(dict(num_chs=dims[i], reduction=reduction, module=f"transformers.{i}"))
-            reduction *= 2
-        init_weights(self)
+        self.feature_info = [dict(num_chs=dims[i], reduction=stride * 2 ** i, module=f"stages.{i}")
+                             for i in range(self.num_stages)]
+        self.init_model()
 
-    def _make_head(self, num_classes):
-        return nn.Dense(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+    def public_name(self, path):
+        """mindcv's attribute paths: stage i's blocks are `transformers.i.blocks.*`, its pooling `pools.{i-1}.*`."""
+        path = re.sub(r"^stages\.(\d+)\.pool\.", lambda m: f"pools.{int(m.group(1)) - 1}.", path)
+        return re.sub(r"^stages\.(\d+)\.blocks\.", r"transformers.\1.blocks.", path)
 
-    def no_weight_decay(self):
-        return {"pos_embed", "cls_token"}
-
-    def group_matcher(self, coarse=False):
-        # pools.i downsamples into stage i + 1: it joins that stage (its first block when fine).
-        pools = [(rf"^pools\.{i}\.", (i + 1,) if coarse else (i + 1, 0)) for i in range(self.num_stages - 1)]
-        stage = r"^transformers\.(\d+)\." if coarse else r"^transformers\.(\d+)\.blocks\.(\d+)\."
-        return dict(stem=r"^cls_token|^pos_embed|^patch_embed\.", blocks=[(stage, None)] + pools)
-
-    def blocks(self):
-        return [block for stage in self.transformers for block in stage.blocks]
+    def to_mindcv_key(self, name):
+        return to_mindcv_key(name)
 
     def set_distilled_training(self, enable=True):
         """timm semantics: in training mode, return (class logits, distillation logits) instead of their mean."""
@@ -126,19 +123,7 @@ class PoolingTransformer(VisionModel):
             raise ValueError("set_distilled_training needs a distilled PiT (pit_*_distilled)")
         self.distilled_training = enable
 
-    def get_classifier(self):
-        return (self.head, self.head_dist) if self.head_dist is not None else self.head
-
-    def reset_classifier(self, num_classes):
-        self.num_classes = num_classes
-        self.head = self._make_head(num_classes)
-        if self.head_dist is not None:
-            self.head_dist = self._make_head(num_classes)
-        init_weights(self.head)
-        if self.head_dist is not None:
-            init_weights(self.head_dist)
-
-    def _embed(self, x):
+    def forward_stem(self, x):
         """Images (B, C, H, W) -> position-embedded patch map (B, H', W', C) and the class tokens."""
         if x.shape[2] != self.img_size or x.shape[3] != self.img_size:
             raise ValueError(f"PiT built for {self.img_size}x{self.img_size} inputs got {x.shape[2]}x{x.shape[3]}: "
@@ -148,24 +133,8 @@ class PoolingTransformer(VisionModel):
         x = self.pos_drop(x + self.pos_embed.transpose(0, 2, 3, 1))
         return x, ops.broadcast_to(self.cls_token, (x.shape[0], -1, -1))
 
-    def forward_intermediates(self, x, indices):
-        """Images (B, C, H, W) -> tuple of NCHW maps after the stages in `indices`, in that order."""
-        x, cls_tokens = self._embed(x)
-        maps = []
-        for i in range(max(indices) + 1):
-            if i > 0:
-                x, cls_tokens = self.pools[i - 1](x, cls_tokens)
-            x, cls_tokens = self.transformers[i](x, cls_tokens)
-            maps.append(x)
-        return tuple([maps[i].transpose(0, 3, 1, 2) for i in indices])
-
-    def forward_features(self, x):
-        """Images (B, C, H, W) -> normalised class (and distillation) tokens (B, num_tokens, C)."""
-        x, cls_tokens = self._embed(x)
-        for i in range(self.num_stages):
-            if i > 0:
-                x, cls_tokens = self.pools[i - 1](x, cls_tokens)
-            x, cls_tokens = self.transformers[i](x, cls_tokens)
+    def forward_norm(self, x, cls_tokens):
+        """Normalised class (and distillation) tokens (B, num_tokens, C)."""
         return self.norm(cls_tokens)
 
     def forward_head(self, x, pre_logits=False):
@@ -179,9 +148,6 @@ class PoolingTransformer(VisionModel):
         if self.distilled_training and self.training:
             return logits, dist_logits
         return (logits + dist_logits) / 2
-
-    def construct(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 def _rename_mindcv_key(key):
@@ -229,9 +195,7 @@ def checkpoint_filter_fn(state_dict, model):
 
 
 def _create_pit(variant, pretrained=False, **kwargs):
-    model = build_model_with_cfg(PoolingTransformer, variant, pretrained, checkpoint_filter_fn, **kwargs)
-    model.to_mindcv_key = to_mindcv_key
-    return model
+    return build_model_with_cfg(PoolingTransformer, variant, pretrained, checkpoint_filter_fn, **kwargs)
 
 
 _MINDCV_URL = "https://download.mindspore.cn/toolkits/mindcv/pit/"

@@ -2,7 +2,8 @@
 
 Numerics follow the authors' code (whai362/PVT): exact GELU, LayerNorm eps 1e-6 in blocks and the final
 norm, 1e-5 in patch embeddings and spatial reduction; position embeddings are resized bilinearly
-(half-pixel) for inputs of another size. Parameter names are mindcv's (`Blocks.2.0.attn.sr.weight`);
+(half-pixel) for inputs of another size. The model is a loop over `stages` (patch embedding, position
+embedding, blocks); parameter names are mindcv's (`Blocks.2.0.attn.sr.weight`, `pos_embed3`);
 `checkpoint_filter_fn` also takes the authors' PyTorch keys (`block3.0.attn.sr.weight`).
 """
 import re
@@ -10,8 +11,8 @@ import re
 import numpy as np
 from mindspore import Parameter, nn, ops
 
-from .layers import Block, LayerNorm, PatchConv2d, init_weights, resample_pos_embed_grid, resize_pos_embed_bilinear, \
-    trunc_normal
+from .layers import Block, LayerNorm, Mlp, PatchConv2d, SpatialReductionAttention, resample_pos_embed_grid, \
+    resize_pos_embed_bilinear, trunc_normal
 from .base import VisionModel
 from .helpers import build_model_with_cfg
 from .registry import pretrained_cfg, register_model
@@ -34,133 +35,99 @@ class PatchEmbed(nn.Cell):
         return self.norm(x.reshape(batch, height * width, dim)), height, width
 
 
+class PvtStage(nn.Cell):
+    """One PVT stage: patch embedding, position embedding (resized bilinearly, half-pixel, when the input is not
+    the built size), spatial-reduction blocks. With `class_token` (the last stage), the class tokens join the
+    map's tokens for this stage's blocks and its own position-embedding slot."""
+
+    def __init__(self, in_dim, dim, patch_size, grid_size, depth, num_heads, mlp_ratio, sr_ratio, qkv_bias,
+                 class_token, drop_rate, attn_drop_rate, drop_path, norm_eps):
+        super().__init__()
+        self.grid_size = grid_size
+        self.class_token = class_token
+        self.num_prefix = 1 if class_token else 0
+        self.patch_embed = PatchEmbed(patch_size, in_dim, dim)
+        self.pos_embed = Parameter(trunc_normal((1, grid_size ** 2 + self.num_prefix, dim)), name="pos_embed")
+        self.pos_drop = nn.Dropout(p=drop_rate)
+        self.blocks = nn.CellList([
+            Block(dim, SpatialReductionAttention(dim, num_heads, sr_ratio, qkv_bias=qkv_bias, attn_drop=attn_drop_rate,
+                                                 proj_drop=drop_rate),
+                  Mlp(dim, int(dim * mlp_ratio), drop=drop_rate), drop_path=drop_path[j], norm_eps=norm_eps)
+            for j in range(depth)
+        ])
+
+    def _grid_pos_embed(self, pos_embed, height, width):
+        if (height, width) == (self.grid_size, self.grid_size):
+            return pos_embed
+        return resize_pos_embed_bilinear(pos_embed, (self.grid_size, self.grid_size), (height, width))
+
+    def construct(self, x, cls_tokens):
+        x, height, width = self.patch_embed(x)
+        if self.class_token:
+            x = ops.concat((cls_tokens, x), axis=1)
+            pos_embed = ops.concat((self.pos_embed[:, :1], self._grid_pos_embed(self.pos_embed[:, 1:], height, width)),
+                                   axis=1)
+        else:
+            pos_embed = self._grid_pos_embed(self.pos_embed, height, width)
+        x = self.pos_drop(x + pos_embed)
+        for block in self.blocks:
+            x = block(x, height, width)
+        if self.class_token:
+            cls_tokens, x = x[:, :1], x[:, 1:]
+        return x.reshape(x.shape[0], height, width, x.shape[2]), cls_tokens
+
+
 class PyramidVisionTransformer(VisionModel):
     """Four stages at strides 4, 8, 16, 32 with spatial-reduction attention; a class token in the last stage."""
 
     def __init__(self, img_size=224, patch_size=4, in_chans=3, num_classes=1000, embed_dims=(64, 128, 320, 512),
                  num_heads=(1, 2, 5, 8), mlp_ratios=(8, 8, 4, 4), qkv_bias=True, drop_rate=0.0, attn_drop_rate=0.0,
                  drop_path_rate=0.0, depths=(2, 2, 2, 2), sr_ratios=(8, 4, 2, 1), norm_eps=1e-6):
-        super().__init__()
+        super().__init__(num_classes, embed_dims[-1])
         if img_size % 32:
             raise ValueError(f"PVT needs img_size divisible by 32 (four stride-2+ stages), got {img_size}")
-        self.num_classes = num_classes
-        self.num_features = embed_dims[-1]
-        self.grid_sizes = []
-        grid = img_size // patch_size
-        for i in range(4):
-            self.grid_sizes.append(grid)
-            grid //= 2
-        self.pos_embed1 = Parameter(trunc_normal((1, self.grid_sizes[0] ** 2, embed_dims[0])), name="pos_embed1")
-        self.pos_embed2 = Parameter(trunc_normal((1, self.grid_sizes[1] ** 2, embed_dims[1])), name="pos_embed2")
-        self.pos_embed3 = Parameter(trunc_normal((1, self.grid_sizes[2] ** 2, embed_dims[2])), name="pos_embed3")
-        self.pos_embed4 = Parameter(trunc_normal((1, self.grid_sizes[3] ** 2 + 1, embed_dims[3])), name="pos_embed4")
+        self.grid_sizes = [img_size // patch_size // 2 ** i for i in range(4)]
         self.cls_token = Parameter(trunc_normal((1, 1, embed_dims[3])), name="cls_token")
-        self.patch_embed1 = PatchEmbed(patch_size, in_chans, embed_dims[0])
-        self.patch_embed2 = PatchEmbed(2, embed_dims[0], embed_dims[1])
-        self.patch_embed3 = PatchEmbed(2, embed_dims[1], embed_dims[2])
-        self.patch_embed4 = PatchEmbed(2, embed_dims[2], embed_dims[3])
-        self.pos_drop = nn.Dropout(p=drop_rate)
         rates = np.linspace(0, drop_path_rate, sum(depths)).tolist()
         offsets = np.cumsum((0,) + tuple(depths)).tolist()
-        self.Blocks = nn.CellList([  # noqa: N815 - mindcv's attribute name, kept so checkpoints match
-            nn.CellList([
-                Block(embed_dims[i], num_heads[i], mlp_ratios[i], qkv_bias=qkv_bias, proj_drop=drop_rate,
-                      attn_drop=attn_drop_rate, drop_path=rates[offsets[i] + j], sr_ratio=sr_ratios[i],
-                      fused_kv=True, norm_eps=norm_eps)
-                for j in range(depths[i])
-            ])
+        in_dims = (in_chans,) + tuple(embed_dims[:3])
+        self.stages = nn.CellList([
+            PvtStage(in_dims[i], embed_dims[i], patch_size if i == 0 else 2, self.grid_sizes[i], depths[i],
+                     num_heads[i], mlp_ratios[i], sr_ratios[i], qkv_bias, class_token=i == 3, drop_rate=drop_rate,
+                     attn_drop_rate=attn_drop_rate, drop_path=rates[offsets[i]:offsets[i + 1]], norm_eps=norm_eps)
             for i in range(4)
         ])
         self.norm = LayerNorm(embed_dims[3], eps=norm_eps)
-        self.head = self._make_head(num_classes)
-        self.feature_info = [dict(num_chs=embed_dims[i], reduction=patch_size * 2 ** i, module=f"Blocks.{i}")
+        self.head = self.create_head(num_classes)
+        self.feature_info = [dict(num_chs=embed_dims[i], reduction=patch_size * 2 ** i, module=f"stages.{i}")
                              for i in range(4)]
-        init_weights(self)
+        self.init_model()
 
-    def _make_head(self, num_classes):
-        return nn.Dense(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+    def public_name(self, path):
+        """mindcv's names: `patch_embed{i+1}.*`, `pos_embed{i+1}`, `Blocks.i.*`."""
+        path = re.sub(r"^stages\.(\d+)\.(patch_embed|pos_embed)", lambda m: f"{m.group(2)}{int(m.group(1)) + 1}", path)
+        return re.sub(r"^stages\.(\d+)\.blocks\.", r"Blocks.\1.", path)
 
-    def no_weight_decay(self):
-        return {"pos_embed1", "pos_embed2", "pos_embed3", "pos_embed4", "cls_token"}
+    # mindcv's attribute names of the position embeddings (tests and user code read them).
+    pos_embed1 = property(lambda self: self.stages[0].pos_embed)
+    pos_embed2 = property(lambda self: self.stages[1].pos_embed)
+    pos_embed3 = property(lambda self: self.stages[2].pos_embed)
+    pos_embed4 = property(lambda self: self.stages[3].pos_embed)
 
-    def group_matcher(self, coarse=False):
-        # patch_embed{k+1} / pos_embed{k+1} open stage k: they join it (its first block when fine).
-        embeds = [(rf"^(?:patch_embed|pos_embed){k + 1}(?:\.|$)", (k,) if coarse else (k, 0)) for k in range(1, 4)]
-        stage = r"^Blocks\.(\d+)\." if coarse else r"^Blocks\.(\d+)\.(\d+)\."
-        return dict(stem=r"^cls_token|^pos_embed1$|^patch_embed1\.", blocks=[(stage, None)] + embeds)
-
-    def blocks(self):
-        return [block for stage in self.Blocks for block in stage]
-
-    def get_classifier(self):
-        return self.head
-
-    def reset_classifier(self, num_classes):
-        self.num_classes = num_classes
-        self.head = self._make_head(num_classes)
-        init_weights(self.head)
-
-    def _pos_embed(self, pos_embed, stage, height, width):
-        """The stage's position embedding, bilinearly resized when the input is not the built size."""
-        grid = self.grid_sizes[stage]
-        if (height, width) == (grid, grid):
-            return pos_embed
-        return resize_pos_embed_bilinear(pos_embed, (grid, grid), (height, width))
-
-    def _stage(self, x, stage, patch_embed, pos_embed, blocks):
-        x, height, width = patch_embed(x)
-        if stage == 3:
-            x = ops.concat((ops.broadcast_to(self.cls_token, (x.shape[0], -1, -1)), x), axis=1)
-            pos_embed = ops.concat((pos_embed[:, :1], self._pos_embed(pos_embed[:, 1:], stage, height, width)), axis=1)
-        else:
-            pos_embed = self._pos_embed(pos_embed, stage, height, width)
-        x = self.pos_drop(x + pos_embed)
-        for block in blocks:
-            x = block(x, height, width)
-        if stage == 3:
-            return x
-        return x.reshape(x.shape[0], height, width, x.shape[2])
-
-    @staticmethod
-    def _check_input(x):
+    def forward_stem(self, x):
+        """Images (B, C, H, W), H and W divisible by 32 -> channels-last images and the class token."""
         if x.shape[2] % 32 or x.shape[3] % 32:
             raise ValueError(f"PVT needs input height and width divisible by 32, got {x.shape[2]}x{x.shape[3]}")
+        return x.transpose(0, 2, 3, 1), ops.broadcast_to(self.cls_token, (x.shape[0], -1, -1))
 
-    def forward_intermediates(self, x, indices):
-        """Images (B, C, H, W) -> tuple of NCHW maps of the stages in `indices` (0..3), in that order.
-
-        The last stage runs with its class token, as in the classifier; its map leaves the token out.
-        """
-        self._check_input(x)
-        stages = ((self.patch_embed1, self.pos_embed1, self.Blocks[0]), (self.patch_embed2, self.pos_embed2,
-                  self.Blocks[1]), (self.patch_embed3, self.pos_embed3, self.Blocks[2]),
-                  (self.patch_embed4, self.pos_embed4, self.Blocks[3]))
-        x = x.transpose(0, 2, 3, 1)
-        maps = []
-        for stage in range(max(indices) + 1):
-            x = self._stage(x, stage, *stages[stage])
-            if stage == 3:
-                batch, height, width, _ = maps[2].shape
-                x = x[:, 1:].reshape(batch, height // 2, width // 2, x.shape[2])
-            maps.append(x)
-        return tuple([maps[i].transpose(0, 3, 1, 2) for i in indices])
-
-    def forward_features(self, x):
-        """Images (B, C, H, W), H and W divisible by 32 -> normalised tokens (B, 1 + H*W/1024, C), class first."""
-        self._check_input(x)
-        x = x.transpose(0, 2, 3, 1)
-        x = self._stage(x, 0, self.patch_embed1, self.pos_embed1, self.Blocks[0])
-        x = self._stage(x, 1, self.patch_embed2, self.pos_embed2, self.Blocks[1])
-        x = self._stage(x, 2, self.patch_embed3, self.pos_embed3, self.Blocks[2])
-        x = self._stage(x, 3, self.patch_embed4, self.pos_embed4, self.Blocks[3])
-        return self.norm(x)
+    def forward_norm(self, x, cls_tokens):
+        """Normalised tokens (B, 1 + H*W/1024, C), class first."""
+        batch, height, width, dim = x.shape
+        return self.norm(ops.concat((cls_tokens, x.reshape(batch, height * width, dim)), axis=1))
 
     def forward_head(self, x, pre_logits=False):
         x = x[:, 0]
         return x if pre_logits else self.head(x)
-
-    def construct(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 def checkpoint_filter_fn(state_dict, model):

@@ -4,17 +4,18 @@ Numerics follow timm's `pvt_v2` (the authors' code): overlapping patch embedding
 (MindSpore's `pad_mode='same'` pads stride-2 convolutions asymmetrically, which shifts every feature map), a
 3x3 depthwise convolution in the feed-forward, exact GELU, LayerNorm eps 1e-6 in blocks and stage norms and
 1e-5 in patch embeddings and spatial reduction. No position embeddings: any input size runs unchanged.
-Parameter names are mindcv's (`block_list.2.0.mlp.dwconv.dwconv.weight`); `checkpoint_filter_fn` also takes
-timm's keys (`stages.2.blocks.0.mlp.dwconv.weight`) and the authors' (`block3.0.mlp.dwconv.dwconv.weight`).
+The model is a loop over timm-like `stages`; parameter names are mindcv's
+(`block_list.2.0.mlp.dwconv.dwconv.weight`); `checkpoint_filter_fn` also takes timm's keys
+(`stages.2.blocks.0.mlp.dwconv.weight`) and the authors' (`block3.0.mlp.dwconv.dwconv.weight`).
 """
 import re
 
 import numpy as np
 from mindspore import nn
 
-from .base import MATCH_PREV_GROUP, VisionModel
+from .base import VisionModel
 from .helpers import build_model_with_cfg
-from .layers import Block, LayerNorm, PatchConv2d, init_weights
+from .layers import Block, LayerNorm, LinearSRAttention, MlpWithDepthwiseConv, PatchConv2d, SpatialReductionAttention
 from .registry import pretrained_cfg, register_model
 
 __all__ = ["PyramidVisionTransformerV2"]
@@ -33,103 +34,86 @@ class OverlapPatchEmbed(nn.Cell):
         return self.norm(self.proj(x))
 
 
+class PvtV2Stage(nn.Cell):
+    """One PVTv2 stage: overlapping patch embedding, blocks (spatial-reduction or linear attention, feed-forward
+    with a depthwise convolution), LayerNorm."""
+
+    def __init__(self, in_dim, dim, patch_size, stride, depth, num_heads, mlp_ratio, sr_ratio, qkv_bias, linear,
+                 drop_rate, attn_drop_rate, drop_path, norm_eps):
+        super().__init__()
+        self.patch_embed = OverlapPatchEmbed(patch_size, stride, in_dim, dim)
+
+        def attention():
+            if linear:
+                return LinearSRAttention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop_rate,
+                                         proj_drop=drop_rate)
+            return SpatialReductionAttention(dim, num_heads, sr_ratio, qkv_bias=qkv_bias, attn_drop=attn_drop_rate,
+                                             proj_drop=drop_rate)
+
+        self.blocks = nn.CellList([
+            Block(dim, attention(), MlpWithDepthwiseConv(dim, int(dim * mlp_ratio), drop=drop_rate, extra_relu=linear),
+                  drop_path=drop_path[j], norm_eps=norm_eps)
+            for j in range(depth)
+        ])
+        self.norm = LayerNorm(dim, eps=norm_eps)
+
+    def construct(self, x, tokens):
+        """Channels-last map (B, H, W, C_in) -> the stage's normalised map (B, H', W', C)."""
+        x = self.patch_embed(x)
+        batch, height, width, dim = x.shape
+        x = x.reshape(batch, height * width, dim)
+        for block in self.blocks:
+            x = block(x, height, width)
+        return self.norm(x).reshape(batch, height, width, dim), tokens
+
+
 class PyramidVisionTransformerV2(VisionModel):
     """Four stages at strides 4, 8, 16, 32: overlapping patch embedding, blocks, LayerNorm; mean-pooled head.
 
-    `linear` selects PVTv2-li: keys and values pooled to 7x7 instead of strided spatial reduction. `img_size`
-    is only the default input size (exports, benchmarks): the network itself takes any size.
+    `linear` selects PVTv2-li: keys and values pooled to 7x7 instead of strided spatial reduction. Without
+    position embeddings the network takes any input size; `img_size` is accepted so that every model takes the
+    same `create_model` arguments, and has no effect.
     """
 
     def __init__(self, img_size=224, in_chans=3, num_classes=1000, depths=(3, 4, 6, 3), embed_dims=(64, 128, 320, 512),
                  num_heads=(1, 2, 5, 8), mlp_ratios=(8, 8, 4, 4), sr_ratios=(8, 4, 2, 1), qkv_bias=True, linear=False,
                  drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=0.0, norm_eps=1e-6):
-        super().__init__()
+        super().__init__(num_classes, embed_dims[-1])
         lengths = {len(v) for v in (depths, embed_dims, num_heads, mlp_ratios, sr_ratios)}
         if lengths != {4}:
             raise ValueError(f"PVTv2 has 4 stages: depths, embed_dims, num_heads, mlp_ratios and sr_ratios need 4 "
                              f"entries each, got {depths}, {embed_dims}, {num_heads}, {mlp_ratios}, {sr_ratios}")
-        self.img_size = img_size
-        self.num_classes = num_classes
-        self.num_features = embed_dims[-1]
-        self.patch_embed_list = nn.CellList([
-            OverlapPatchEmbed(7, 4, in_chans, embed_dims[0]),
-            *[OverlapPatchEmbed(3, 2, embed_dims[i - 1], embed_dims[i]) for i in range(1, 4)],
-        ])
         rates = np.linspace(0, drop_path_rate, sum(depths)).tolist()
         offsets = np.cumsum((0,) + tuple(depths)).tolist()
-        self.block_list = nn.CellList([
-            nn.CellList([
-                Block(embed_dims[i], num_heads[i], mlp_ratios[i], qkv_bias=qkv_bias, proj_drop=drop_rate,
-                      attn_drop=attn_drop_rate, drop_path=rates[offsets[i] + j], sr_ratio=sr_ratios[i], fused_kv=True,
-                      norm_eps=norm_eps, linear_sr=linear, conv_mlp=True)
-                for j in range(depths[i])
-            ])
+        in_dims = (in_chans,) + tuple(embed_dims[:3])
+        self.stages = nn.CellList([
+            PvtV2Stage(in_dims[i], embed_dims[i], 7 if i == 0 else 3, 4 if i == 0 else 2, depths[i], num_heads[i],
+                       mlp_ratios[i], sr_ratios[i], qkv_bias, linear, drop_rate, attn_drop_rate,
+                       rates[offsets[i]:offsets[i + 1]], norm_eps)
             for i in range(4)
         ])
-        self.norm_list = nn.CellList([LayerNorm(dim, eps=norm_eps) for dim in embed_dims])
-        self.head = self._make_head(num_classes)
-        self.feature_info = [dict(num_chs=embed_dims[i], reduction=4 * 2 ** i, module=f"block_list.{i}")
+        self.head = self.create_head(num_classes)
+        self.feature_info = [dict(num_chs=embed_dims[i], reduction=4 * 2 ** i, module=f"stages.{i}")
                              for i in range(4)]
-        init_weights(self)
+        self.init_model()
 
-    def _make_head(self, num_classes):
-        return nn.Dense(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+    def public_name(self, path):
+        """mindcv's names: `patch_embed_list.i.*`, `block_list.i.j.*` (`mlp.dwconv.dwconv.*`), `norm_list.i.*`."""
+        path = re.sub(r"^stages\.(\d+)\.(patch_embed|norm)\.", r"\2_list.\1.", path)
+        path = re.sub(r"^stages\.(\d+)\.blocks\.", r"block_list.\1.", path)
+        return re.sub(r"\.mlp\.dwconv\.(weight|bias)$", r".mlp.dwconv.dwconv.\1", path)
 
-    def no_weight_decay(self):
-        """No position embeddings or tokens: every parameter is decayed (timm and mindcv agree)."""
-        return set()
+    def forward_stem(self, x):
+        return x.transpose(0, 2, 3, 1), None
 
-    def group_matcher(self, coarse=False):
-        if coarse:
-            return dict(stem=r"^patch_embed_list\.0\.", blocks=r"^(?:patch_embed_list|block_list|norm_list)\.(\d+)\.")
-        # A stage's patch embedding joins its first block, its norm its last block.
-        return dict(stem=r"^patch_embed_list\.0\.", blocks=[(r"^block_list\.(\d+)\.(\d+)\.", None),
-                                                             (r"^patch_embed_list\.(\d+)\.", (0,)),
-                                                             (r"^norm_list\.(\d+)\.", MATCH_PREV_GROUP)])
-
-    def blocks(self):
-        return [block for stage in self.block_list for block in stage]
-
-    def get_classifier(self):
-        return self.head
-
-    def reset_classifier(self, num_classes):
-        self.num_classes = num_classes
-        self.head = self._make_head(num_classes)
-        init_weights(self.head)
-
-    def _stage(self, x, stage):
-        """Channels-last map (B, H, W, C_in) -> the stage's normalised map (B, H', W', C)."""
-        x = self.patch_embed_list[stage](x)
-        batch, height, width, dim = x.shape
-        x = x.reshape(batch, height * width, dim)
-        for block in self.block_list[stage]:
-            x = block(x, height, width)
-        return self.norm_list[stage](x).reshape(batch, height, width, dim)
-
-    def forward_intermediates(self, x, indices):
-        """Images (B, C, H, W) -> tuple of NCHW maps of the stages in `indices` (0..3), in that order."""
-        x = x.transpose(0, 2, 3, 1)
-        maps = []
-        for stage in range(max(indices) + 1):
-            x = self._stage(x, stage)
-            maps.append(x)
-        return tuple([maps[i].transpose(0, 3, 1, 2) for i in indices])
-
-    def forward_features(self, x):
-        """Images (B, C, H, W) -> normalised last-stage tokens (B, H*W/1024, C)."""
-        x = x.transpose(0, 2, 3, 1)
-        for stage in range(4):
-            x = self._stage(x, stage)
+    def forward_norm(self, x, tokens):
+        """Normalised last-stage tokens (B, H*W/1024, C) (each stage normalises its own output)."""
         batch, height, width, dim = x.shape
         return x.reshape(batch, height * width, dim)
 
     def forward_head(self, x, pre_logits=False):
         x = x.mean(axis=1)
         return x if pre_logits else self.head(x)
-
-    def construct(self, x):
-        return self.forward_head(self.forward_features(x))
 
 
 def _rename_key(key):

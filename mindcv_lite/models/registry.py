@@ -4,7 +4,6 @@ import fnmatch
 import sys
 
 _model_entrypoints = {}
-_model_family = {}
 _model_pretrained_cfgs = {}
 
 IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
@@ -37,7 +36,6 @@ def register_model(fn):
     name = fn.__name__
     module = sys.modules[fn.__module__]
     _model_entrypoints[name] = fn
-    _model_family[name] = module.__name__.split(".")[-1]
     _model_pretrained_cfgs[name] = getattr(module, "pretrained_cfgs", {}).get(name, pretrained_cfg())
     return fn
 
@@ -72,7 +70,3 @@ def get_pretrained_cfg(model_name):
     model_entrypoint(model_name)
     return dict(_model_pretrained_cfgs[model_name])
 
-
-def model_family(model_name):
-    model_entrypoint(model_name)
-    return _model_family[model_name]

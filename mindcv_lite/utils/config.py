@@ -129,7 +129,8 @@ def _add_mindcv_arguments(parser: argparse.ArgumentParser) -> None:
                        help="Repeated augmentation: each sample N times per epoch; 0 or 1 = off")
 
     group = parser.add_argument_group("Augmentation")
-    group.add_argument("--image_resize", type=_int, default=224, help="Input image size")
+    group.add_argument("--image_resize", "--image_size", "--img_size", "--img-size", dest="image_resize", type=_int,
+                       default=None, help="Input image size; None = the model's pretrained input size")
     group.add_argument("--scale", type=_float, nargs=2, default=[0.08, 1.0], metavar=("MIN", "MAX"),
                        help="Random-resized-crop area range")
     group.add_argument("--ratio", type=_float, nargs=2, default=[0.75, 1.333], metavar=("MIN", "MAX"),
@@ -138,8 +139,8 @@ def _add_mindcv_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--vflip", type=_float, default=0.0, help="Vertical flip probability")
     group.add_argument("--color_jitter", type=_float, nargs="+", action=_FloatOrList, default=0.4,
                        help="Color jitter strength, or brightness contrast saturation [hue]")
-    group.add_argument("--interpolation", type=str, default="bilinear",
-                       help="Resize interpolation, e.g. bilinear, bicubic")
+    group.add_argument("--interpolation", type=str, default=None,
+                       help="Resize interpolation, e.g. bilinear, bicubic; None = the model's pretrained one")
     group.add_argument("--auto_augment", type=str, default=None,
                        help="AutoAugment policy, e.g. randaug-m9-mstd0.5-inc1; None = off")
     group.add_argument("--re_prob", type=_float, default=0.0, help="Random erasing probability")
@@ -151,11 +152,12 @@ def _add_mindcv_arguments(parser: argparse.ArgumentParser) -> None:
                        help="Random erasing fill: a number or 'random'")
     group.add_argument("--re_max_attempts", type=_int, default=10,
                        help="Random erasing attempts before giving up")
-    group.add_argument("--mean", type=_float, nargs="+", default=[0.485 * 255, 0.456 * 255, 0.406 * 255],
-                       help="Per-channel mean, 0-255 scale")
-    group.add_argument("--std", type=_float, nargs="+", default=[0.229 * 255, 0.224 * 255, 0.225 * 255],
-                       help="Per-channel std, 0-255 scale")
-    group.add_argument("--crop_pct", type=_float, default=0.875, help="Center-crop fraction at eval")
+    group.add_argument("--mean", type=_float, nargs="+", default=None,
+                       help="Per-channel mean, 0-255 scale; None = the model's pretrained one")
+    group.add_argument("--std", type=_float, nargs="+", default=None,
+                       help="Per-channel std, 0-255 scale; None = the model's pretrained one")
+    group.add_argument("--crop_pct", type=_float, default=None,
+                       help="Center-crop fraction at eval; None = the model's pretrained one")
     group.add_argument("--mixup", type=_float, default=0.0, help="Mixup alpha; 0 = off")
     group.add_argument("--cutmix", type=_float, default=0.0, help="CutMix alpha; 0 = off")
     group.add_argument("--cutmix_prob", type=_float, default=1.0,

@@ -1,4 +1,6 @@
-"""Multi-head self-attention, optionally with PVT's spatial-reduction keys and values."""
+"""Multi-head self-attention variants: plain (PiT), spatial-reduction (PVT, PVTv2) and linear spatial-reduction
+(PVTv2-li). Every variant takes tokens (B, N, C) and the token map's `height` and `width`, so blocks can swap
+them freely; the plain one ignores the map size."""
 from mindspore import nn, ops
 
 from .norm import LayerNorm
@@ -9,24 +11,17 @@ from .pool import adaptive_avg_pool
 LINEAR_SR_GRID = 7
 
 
-class Attention(nn.Cell):
-    """Multi-head self-attention over tokens (B, N, C).
+class _MultiHeadAttention(nn.Cell):
+    """Queries from the tokens, keys and values from `_key_value_input` (the tokens, or a reduced map)."""
 
-    `sr_ratio > 1` (PVT): keys and values are computed from the token map reduced by a stride-`sr_ratio`
-    convolution followed by LayerNorm (eps 1e-5, as in the PVT code); the map size is then passed to
-    `construct`. `linear_sr` (PVTv2-li) instead average-pools the map to 7x7, then 1x1 convolution, LayerNorm
-    and exact GELU. `fused_kv` chooses the parameter layout of the reference checkpoints: PVT stores a fused
-    `kv` projection, PiT separate `k` and `v`. Both compute the same function.
-    """
-
-    def __init__(self, dim, num_heads, qkv_bias=True, attn_drop=0.0, proj_drop=0.0, sr_ratio=1, fused_kv=False,
-                 sr_norm_eps=1e-5, linear_sr=False):
+    def __init__(self, dim, num_heads, qkv_bias=True, attn_drop=0.0, proj_drop=0.0, fused_kv=False):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim ** -0.5
+        # The reference checkpoints' layouts: PVT stores a fused `kv` projection, PiT separate `k` and `v`.
         self.fused_kv = fused_kv
         self.q = nn.Dense(dim, dim, has_bias=qkv_bias)
         if fused_kv:
@@ -37,30 +32,18 @@ class Attention(nn.Cell):
         self.attn_drop = nn.Dropout(p=attn_drop)
         self.proj = nn.Dense(dim, dim)
         self.proj_drop = nn.Dropout(p=proj_drop)
-        self.sr_ratio = sr_ratio
-        self.linear_sr = linear_sr
-        if linear_sr:
-            self.sr = PatchConv2d(dim, dim, kernel_size=1, stride=1)
-            self.norm = LayerNorm(dim, eps=sr_norm_eps)
-            self.act = nn.GELU(approximate=False)
-        elif sr_ratio > 1:
-            self.sr = PatchConv2d(dim, dim, kernel_size=sr_ratio, stride=sr_ratio)
-            self.norm = LayerNorm(dim, eps=sr_norm_eps)
 
     def _split_heads(self, x):
         batch, tokens, _ = x.shape
         return x.reshape(batch, tokens, self.num_heads, self.head_dim).transpose(0, 2, 1, 3)
 
-    def construct(self, x, height=0, width=0):
+    def _key_value_input(self, x, height, width):
+        return x
+
+    def construct(self, x, height, width):
         batch, tokens, dim = x.shape
         q = self._split_heads(self.q(x) * self.scale)
-        kv_input = x
-        if self.linear_sr:
-            kv_input = self.sr(adaptive_avg_pool(x.reshape(batch, height, width, dim), LINEAR_SR_GRID))
-            kv_input = self.act(self.norm(kv_input.reshape(batch, -1, dim)))
-        elif self.sr_ratio > 1:
-            kv_input = self.sr(x.reshape(batch, height, width, dim))
-            kv_input = self.norm(kv_input.reshape(batch, -1, dim))
+        kv_input = self._key_value_input(x, height, width)
         if self.fused_kv:
             kv = self.kv(kv_input)
             k, v = kv[:, :, :dim], kv[:, :, dim:]
@@ -70,3 +53,45 @@ class Attention(nn.Cell):
         out = ops.matmul(self.attn_drop(attn), self._split_heads(v))
         out = out.transpose(0, 2, 1, 3).reshape(batch, tokens, dim)
         return self.proj_drop(self.proj(out))
+
+
+class Attention(_MultiHeadAttention):
+    """Plain multi-head self-attention with separate q, k, v projections (PiT, timm's layout)."""
+
+    def __init__(self, dim, num_heads, qkv_bias=True, attn_drop=0.0, proj_drop=0.0):
+        super().__init__(dim, num_heads, qkv_bias, attn_drop, proj_drop, fused_kv=False)
+
+
+class SpatialReductionAttention(_MultiHeadAttention):
+    """PVT's attention: with `sr_ratio > 1`, keys and values come from the token map reduced by a
+    stride-`sr_ratio` convolution and LayerNorm (eps 1e-5, as in the PVT code)."""
+
+    def __init__(self, dim, num_heads, sr_ratio, qkv_bias=True, attn_drop=0.0, proj_drop=0.0, sr_norm_eps=1e-5):
+        super().__init__(dim, num_heads, qkv_bias, attn_drop, proj_drop, fused_kv=True)
+        self.sr_ratio = sr_ratio
+        if sr_ratio > 1:
+            self.sr = PatchConv2d(dim, dim, kernel_size=sr_ratio, stride=sr_ratio)
+            self.norm = LayerNorm(dim, eps=sr_norm_eps)
+
+    def _key_value_input(self, x, height, width):
+        if self.sr_ratio == 1:
+            return x
+        batch, _, dim = x.shape
+        reduced = self.sr(x.reshape(batch, height, width, dim))
+        return self.norm(reduced.reshape(batch, -1, dim))
+
+
+class LinearSRAttention(_MultiHeadAttention):
+    """PVTv2-li's attention: keys and values from the map average-pooled to 7x7, then a 1x1 convolution,
+    LayerNorm (eps 1e-5) and exact GELU; linear in the number of tokens."""
+
+    def __init__(self, dim, num_heads, qkv_bias=True, attn_drop=0.0, proj_drop=0.0, sr_norm_eps=1e-5):
+        super().__init__(dim, num_heads, qkv_bias, attn_drop, proj_drop, fused_kv=True)
+        self.sr = PatchConv2d(dim, dim, kernel_size=1, stride=1)
+        self.norm = LayerNorm(dim, eps=sr_norm_eps)
+        self.act = nn.GELU(approximate=False)
+
+    def _key_value_input(self, x, height, width):
+        batch, _, dim = x.shape
+        pooled = self.sr(adaptive_avg_pool(x.reshape(batch, height, width, dim), LINEAR_SR_GRID))
+        return self.act(self.norm(pooled.reshape(batch, -1, dim)))
