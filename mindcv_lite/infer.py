@@ -8,6 +8,7 @@ checkpoint, else the indices.
 import argparse
 import json
 import os
+import sys
 
 import numpy as np
 import mindspore as ms
@@ -59,8 +60,6 @@ def classify(model_name, ckpt_path, paths, num_classes=None, image_size=None, to
     cfg = get_pretrained_cfg(model_name)
     data_config = resolve_data_config({"image_resize": image_size}, cfg)
     image_size = data_config["image_resize"]
-    print(f"data config: image_size {image_size}, interpolation {data_config['interpolation']}, "
-          f"crop_pct {data_config['crop_pct']}")
     model = create_model(model_name, num_classes=num_classes or cfg["num_classes"], img_size=image_size)
     if num_classes:
         load_state(model, model_state(model, entries), ckpt_path)
@@ -93,6 +92,9 @@ def main(argv=None):
                         help="0 graph (compiles once, faster for many images), 1 pynative (default)")
     args = parser.parse_args(argv)
     ms.set_context(mode=args.mode)
+    data_config = resolve_data_config({"image_resize": args.image_size}, get_pretrained_cfg(args.model))
+    print(f"data config: image_resize {data_config['image_resize']}, interpolation {data_config['interpolation']}, "
+          f"crop_pct {data_config['crop_pct']}", file=sys.stderr)  # stdout holds only the results
     for path, top in classify(args.model, args.ckpt_path, args.images, args.num_classes, args.image_size,
                               args.top_k):
         print(path)

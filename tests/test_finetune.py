@@ -64,7 +64,7 @@ def test_layer_decay_with_weight_decay_filter_disable_decays_everything():
     optimizer = create_optimizer(model, "adamw", lr=1.0, weight_decay=0.1, layer_decay=0.9)
     assert {round(float(wd), 6) for wd in optimizer.weight_decay} == {0.1}
     assert float(optimizer.get_lr_parameter(model.head.weight).asnumpy()) == pytest.approx(1.0)
-    assert float(optimizer.get_lr_parameter(model.patch_embed_list[0].proj.weight).asnumpy()) == pytest.approx(0.9**9)
+    assert float(optimizer.get_lr_parameter(model.stages[0].patch_embed.proj.weight).asnumpy()) == pytest.approx(0.9**9)
 
 
 @pytest.mark.parametrize("model_name, stages, frozen_prefixes", [

@@ -23,6 +23,7 @@ import mindspore.dataset as ds
 import mindspore.dataset.vision as vision
 
 from ..utils.config import parse_args
+from .config import resolve_data_config
 from .constants import interpolation_mode
 from .dataset import create_dataset
 from .loader import create_loader
@@ -38,7 +39,8 @@ _TRANSFORM_KEYS = (
 def load_recipe(path):
     """(transform kwargs, create_loader mix kwargs, batch size) of a training config."""
     args = parse_args(["-c", str(path)])
-    transform = {key: getattr(args, key) for key in _TRANSFORM_KEYS}
+    resolved = dict(vars(args), **resolve_data_config(vars(args)))  # the recipe's, else the ImageNet defaults
+    transform = {key: resolved[key] for key in _TRANSFORM_KEYS}
     mix = dict(mixup=args.mixup, cutmix=args.cutmix, cutmix_prob=args.cutmix_prob)
     return transform, mix, args.batch_size
 

@@ -296,8 +296,10 @@ def create_transforms(dataset_name="imagenet", image_resize=224, is_training=Fal
     """The transform list for `create_loader`: train augmentation or eval resize/crop (mindcv argument names).
 
     Train-only arguments are accepted and ignored for eval, so one config dict serves both; `crop_pct` is
-    ignored for training. Unknown arguments raise a TypeError.
+    ignored for training. Unknown arguments raise a TypeError. An argument that is None (a config value left
+    unset, see `resolve_data_config`) takes the default below.
     """
+    kwargs = {key: value for key, value in kwargs.items() if value is not None}
     if dataset_name.lower() not in ("imagenet", ""):
         raise ValueError(f"create_transforms supports ImageNet-style data only, got dataset_name={dataset_name!r}.")
     if is_training:
