@@ -3,21 +3,17 @@
     python validate.py -c configs/pit/pit_xs_ascend.yaml --data_dir /path/to/imagenet --ckpt_path /path/to/ckpt
     python validate.py --model=pvt_tiny --data_dir /path/to/imagenet --ckpt_path /path/to/ckpt --output_json m.json
 """
-import sys
-
 from mindcv_lite.engine import validate
 from mindcv_lite.engine.progress import setup_logging
+from mindcv_lite.utils.cli import run_command
 from mindcv_lite.utils.config import add_validate_arguments, parse_args
 
 
 def main(argv=None):
     args = parse_args(argv, add_arguments=add_validate_arguments)
     setup_logging()
-    try:
-        validate(args)
-    except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"validate.py: error: {error}")
+    validate(args)
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "validate.py")

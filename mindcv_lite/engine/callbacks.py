@@ -1,22 +1,25 @@
 """The training loop's hooks, in the spirit of MindSpore's `Callback`: a feature of `train` is one callback.
 
-`train` calls, for every callback in its list and in list order, `on_train_begin(ctx)` once, then per epoch
+`train` enters every callback (`with`, as MindSpore's Model.train does: for set-up that must be undone even when
+training fails), then calls, for every callback in list order, `on_train_begin(ctx)` once, per epoch
 `on_epoch_begin(ctx)`, `on_step_end(ctx)` after every step and `on_epoch_end(ctx)`, and `on_train_end(ctx)` once
-after the last epoch. `ctx` is the `RunContext`: what the run is made of (model, train step, loaders, schedule)
+after the last epoch. A callback stops training by raising. `ctx` is the `RunContext`: what the run is made of (model, train step, loaders, schedule)
 and where it is (epoch, step, the epoch's metrics record). A callback reads and adds to it; earlier callbacks'
 `on_epoch_end` fill `ctx.record` for later ones (progress -> validation -> log line -> checkpoint -> metrics).
 """
+import contextlib
 import logging
 import os
 
 import mindspore as ms
 
 from .evaluate import evaluate
+from .interruption import StopSignals, TrainingStopped
 from .progress import EpochProgress, MetricsWriter
-from .runtime import check_weights_in_sync
+from .runtime import all_reduce_sum, check_weights_in_sync
 
 __all__ = ["Callback", "CallbackList", "EpochCheckpoints", "EpochLog", "MetricsLog", "Progress", "RunContext",
-           "Validation", "WeightsInSync"]
+           "StepCheckpoints", "Validation", "WeightsInSync"]
 
 _logger = logging.getLogger("mindcv_lite.engine.trainer")
 
@@ -55,6 +58,12 @@ class RunContext:
 class Callback:
     """Base class: override the hooks a feature needs."""
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
     def on_train_begin(self, ctx):
         pass
 
@@ -76,6 +85,16 @@ class CallbackList(Callback):
 
     def __init__(self, callbacks):
         self.callbacks = list(callbacks)
+        self.entered = None
+
+    def __enter__(self):
+        self.entered = contextlib.ExitStack()
+        for callback in self.callbacks:
+            self.entered.enter_context(callback)
+        return self
+
+    def __exit__(self, *exc_info):
+        return self.entered.__exit__(*exc_info)
 
     def on_train_begin(self, ctx):
         for callback in self.callbacks:
@@ -191,6 +210,63 @@ class EpochCheckpoints(Callback):
         if best:
             _logger.info("Best top-1 %.2f%% at epoch %d: %s", 100 * best["top1"], best["epoch"],
                          os.path.join(self.manager.directory, best["file"]))
+
+
+class StepCheckpoints(Callback):
+    """Mid-epoch checkpoints (rank 0): every `save_steps` batches (ckpt_save_steps; 0 = never) and at the step
+    where SIGTERM/SIGINT arrived, after which every rank stops with `TrainingStopped`.
+
+    A signal during an epoch's last step or its end (validation) is acted on after the epoch checkpoint. Goes
+    after EpochCheckpoints and MetricsLog in the list.
+    """
+
+    def __init__(self, manager, save, save_steps, distributed):
+        self.manager = manager
+        self.save = save  # save(path, ctx), as for EpochCheckpoints
+        self.save_steps = save_steps
+        self.distributed = distributed
+        self.stop_signals = None
+
+    def __enter__(self):
+        self.stop_signals = StopSignals(self.distributed).__enter__()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop_signals.__exit__(*exc_info)
+        return False
+
+    def on_step_end(self, ctx):
+        if ctx.epoch_step == ctx.steps_per_epoch:
+            return
+        stop = self.stop_signals.requested()
+        if stop or (self.save_steps and ctx.global_step % self.save_steps == 0):
+            ctx.losses.sync()  # never checkpoint a diverged state
+            path = self._save(ctx)
+            if stop:
+                self._stop(ctx, path)
+
+    def on_epoch_end(self, ctx):
+        if not self.stop_signals.requested():
+            return
+        latest = self.manager.manifest.get("latest")
+        if latest and latest["epoch"] == ctx.epoch and latest.get("epoch_step", ctx.steps_per_epoch) == \
+                ctx.steps_per_epoch:
+            self._stop(ctx, self.manager.latest())  # EpochCheckpoints wrote this epoch's
+        self._stop(ctx, self._save(ctx))
+
+    def _save(self, ctx):
+        if not ctx.runtime.is_main:
+            return None
+        return self.manager.save_step(lambda path: self.save(path, ctx), ctx.epoch, ctx.epoch_step)
+
+    def _stop(self, ctx, path):
+        if ctx.runtime.distributed:
+            all_reduce_sum([0.0])  # the other ranks wait until rank 0 has written the checkpoint
+        where = (f"epoch {ctx.epoch}, step {ctx.epoch_step}/{ctx.steps_per_epoch} (global step "
+                 f"{ctx.global_step})")
+        written = f"checkpoint {path} written" if path else "rank 0 wrote the checkpoint"
+        raise TrainingStopped(f"stopped by {self.stop_signals.signal_name or 'a signal on another rank'} at {where}: "
+                              f"{written}; continue with --resume auto")
 
 
 class MetricsLog(Callback):

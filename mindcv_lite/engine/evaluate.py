@@ -12,6 +12,7 @@ from ..models import CheckpointMismatchError, create_model, read_checkpoint
 from ..models.checkpoint import CLASS_NAMES_KEY, checkpoint_num_classes, load_state, model_state
 from ..utils.io import atomic_path
 from .data_config import apply_data_config
+from .interruption import keep_sigterm_handler
 from .progress import setup_logging
 from .runtime import all_reduce_sum, compile_settings, launched_by_msrun, setup_runtime, warn_once
 from .train_step import EvalStep
@@ -44,7 +45,7 @@ def evaluate(eval_step, loader, runtime):
     eval_step.set_train(False)
     sums = np.zeros(4)
     start = time.perf_counter()
-    for images, labels in loader.create_tuple_iterator(num_epochs=1):
+    for images, labels in keep_sigterm_handler(loader.create_tuple_iterator(num_epochs=1)):
         loss, top1, top5 = eval_step(images, labels)
         sums += (float(loss.asnumpy()), float(top1.asnumpy()), float(top5.asnumpy()), labels.shape[0])
     seconds = time.perf_counter() - start

@@ -13,16 +13,18 @@ import mindspore as ms
 
 from ..data import create_dataset, create_loader, create_transforms, set_epoch
 from ..loss import create_loss
-from ..models import create_model
+from ..models import CheckpointMismatchError, create_model, read_checkpoint
 from ..optim import create_optimizer, freeze_parameters
 from ..scheduler import create_scheduler
 from ..utils.config import save_config
-from .callbacks import (CallbackList, EpochCheckpoints, EpochLog, MetricsLog, Progress, RunContext, Validation,
-                        WeightsInSync)
+from .callbacks import (CallbackList, EpochCheckpoints, EpochLog, MetricsLog, Progress, RunContext, StepCheckpoints,
+                        Validation, WeightsInSync)
+from .checkpointing import (CheckpointManager, check_checkpoint_dir, load_train_checkpoint, save_train_checkpoint,
+                            train_state_bytes)
 from .data_config import apply_data_config
-from .checkpointing import CheckpointManager, load_train_checkpoint, save_train_checkpoint
 from .curves import Curves
 from .evaluate import create_eval_loader
+from .interruption import keep_sigterm_handler
 from .progress import LossMeter, setup_logging
 from .runtime import compile_settings, setup_runtime, warn_once
 from .train_step import EvalStep, TrainStep
@@ -47,6 +49,8 @@ def _check_args(args, runtime):
                          "(start a new run from weights), not both")
     if args.epoch_size < 1:
         raise ValueError(f"epoch_size must be >= 1, got {args.epoch_size}")
+    if args.ckpt_save_steps < 0:
+        raise ValueError(f"ckpt_save_steps must be >= 0 (0 = no mid-epoch checkpoints), got {args.ckpt_save_steps}")
     if runtime.device_target == "CPU":
         if args.amp_level in ("O2", "O3", "O1", "auto"):
             warn_once(f"amp_level={args.amp_level} is for Ascend/GPU (float16 is slower on CPU): training in "
@@ -99,6 +103,7 @@ def _create_train_loader(args, runtime):
 def _setup_run(args):
     """Device, mode, msrun, seeds; logging to the checkpoint folder; settings this engine refuses."""
     runtime = setup_runtime(args.mode, args.device_target, args.distribute, args.seed, *compile_settings(args))
+    check_checkpoint_dir(args.ckpt_save_dir)  # it also holds the log
     log_name = "train.log" if not runtime.distributed else f"train_rank{runtime.rank}.log"
     setup_logging(runtime.rank, runtime.world_size, os.path.join(args.ckpt_save_dir, log_name))
     _check_args(args, runtime)
@@ -140,32 +145,56 @@ def _create_train_step(args, model, runtime, steps_per_epoch):
     return train_step, optimizer, lr
 
 
-def _resume_path(args, manager):
-    if args.resume != "auto":
-        if not os.path.isfile(args.resume):
-            raise FileNotFoundError(f"--resume {args.resume!r} does not exist (use --resume auto for the latest "
-                                    f"checkpoint in ckpt_save_dir)")
-        return args.resume
-    path = manager.latest()
-    if path is None:
-        _logger.info("--resume auto: no checkpoint index in %s, starting a new run", args.ckpt_save_dir)
-    return path
+def _check_checkpoint_room(args, ctx):
+    """Rank 0 writes the checkpoints: their folder must have room for two of them."""
+    if ctx.runtime.is_main:
+        check_checkpoint_dir(args.ckpt_save_dir, train_state_bytes(ctx.train_step))
+
+
+def _newest_readable_checkpoint(manager):
+    """(path, entries) of the newest checkpoint in the index that can be read; a damaged one is skipped with a
+    warning naming it. (None, None) when there is none."""
+    for path in manager.resume_candidates():
+        try:
+            return path, read_checkpoint(path)
+        except (OSError, ValueError) as error:
+            _logger.warning("--resume auto: skipping %s, it cannot be read (%s); trying the previous checkpoint",
+                            path, str(error).splitlines()[0])
+            manager.forget(path)
+    return None, None
 
 
 def _restore_training_state(args, ctx, manager):
-    """With --resume: load the checkpoint into the train step and move `ctx` to its step. True if resumed."""
-    path = _resume_path(args, manager) if args.resume else None
-    if not path:
+    """With --resume: load the checkpoint into the train step and move `ctx` to its step. True if resumed.
+
+    `--resume auto` takes the newest readable checkpoint of ckpt_save_dir; `--resume PATH` that file or an error.
+    """
+    if not args.resume:
         return False
+    if args.resume == "auto":
+        path, entries = _newest_readable_checkpoint(manager)
+        if path is None:
+            _logger.info("--resume auto: no checkpoint in %s, starting a new run", args.ckpt_save_dir)
+            return False
+    else:
+        if not os.path.isfile(args.resume):
+            raise FileNotFoundError(f"--resume {args.resume!r} does not exist (use --resume auto for the latest "
+                                    f"checkpoint in ckpt_save_dir)")
+        path, entries = args.resume, read_checkpoint(args.resume)
     ctx.start_epoch, ctx.global_step = load_train_checkpoint(path, ctx.train_step, ctx.model, args.model,
-                                                             ctx.class_names)
+                                                             ctx.class_names, entries=entries)
+    if not 0 <= ctx.global_step - ctx.start_epoch * ctx.steps_per_epoch < ctx.steps_per_epoch:
+        raise CheckpointMismatchError(
+            f"cannot resume from {path!r}: it stopped at step {ctx.global_step} after {ctx.start_epoch} epochs, but "
+            f"an epoch of this run has {ctx.steps_per_epoch} steps: resume with the training set and batch_size "
+            "(and number of devices) it was trained with")
     _logger.info("Resumed from %s: epoch %d, step %d", path, ctx.start_epoch, ctx.global_step)
     return True
 
 
 def _save_train_state(path, ctx):
-    return save_train_checkpoint(path, ctx.train_step, ctx.model, ctx.args.model, ctx.epoch, ctx.global_step,
-                                 ctx.class_names)
+    return save_train_checkpoint(path, ctx.train_step, ctx.model, ctx.args.model,
+                                 ctx.global_step // ctx.steps_per_epoch, ctx.global_step, ctx.class_names)
 
 
 def _create_callbacks(args, ctx, manager, num_classes, resumed):
@@ -177,7 +206,9 @@ def _create_callbacks(args, ctx, manager, num_classes, resumed):
         callbacks.append(Validation(eval_step, val_loader, args.val_interval))
     callbacks += [EpochLog(), EpochCheckpoints(manager, _save_train_state),
                   MetricsLog(os.path.join(args.ckpt_save_dir, "metrics.jsonl"), append=resumed),
-                  Curves(args.ckpt_save_dir), WeightsInSync()]
+                  Curves(args.ckpt_save_dir),
+                  StepCheckpoints(manager, _save_train_state, args.ckpt_save_steps, ctx.runtime.distributed),
+                  WeightsInSync()]
     return CallbackList(callbacks)
 
 
@@ -186,21 +217,23 @@ def _run_epochs(ctx, loader, callbacks):
     args = ctx.args
     ctx.losses = LossMeter(ctx.steps_per_epoch, ctx.global_step, nonfinite_ok=ctx.train_step.check_overflow,
                            checkpoint_dir=args.ckpt_save_dir)
-    set_epoch(ctx.train_set, ctx.start_epoch)  # the data order of an epoch depends only on (seed, epoch)
+    # Batches (order and augmentation) depend only on (seed, epoch, position): start where the checkpoint stopped.
+    set_epoch(loader, ctx.start_epoch, skip_batches=ctx.global_step - ctx.start_epoch * ctx.steps_per_epoch)
     batches = loader.create_tuple_iterator(num_epochs=ctx.num_epochs - ctx.start_epoch)
     accumulation = args.gradient_accumulation_steps
-    callbacks.on_train_begin(ctx)
-    for epoch in range(ctx.start_epoch + 1, ctx.num_epochs + 1):
-        ctx.epoch, ctx.record = epoch, {}
-        ctx.train_step.set_train(True)
-        callbacks.on_epoch_begin(ctx)
-        for images, labels in batches:  # one epoch: the iterator stops at each epoch's end
-            ctx.global_step += 1
-            loss, overflow = ctx.train_step(images, labels, ctx.global_step % accumulation == 0)
-            ctx.losses.update(loss, overflow)
-            callbacks.on_step_end(ctx)
-        callbacks.on_epoch_end(ctx)
-    callbacks.on_train_end(ctx)
+    with callbacks:
+        callbacks.on_train_begin(ctx)
+        for epoch in range(ctx.start_epoch + 1, ctx.num_epochs + 1):
+            ctx.epoch, ctx.record = epoch, {}
+            ctx.train_step.set_train(True)
+            callbacks.on_epoch_begin(ctx)
+            for images, labels in keep_sigterm_handler(batches):  # one epoch: the iterator stops at its end
+                ctx.global_step += 1
+                loss, overflow = ctx.train_step(images, labels, ctx.global_step % accumulation == 0)
+                ctx.losses.update(loss, overflow)
+                callbacks.on_step_end(ctx)
+            callbacks.on_epoch_end(ctx)
+        callbacks.on_train_end(ctx)
     return ctx.record
 
 
@@ -215,6 +248,7 @@ def train(args):
     manager = CheckpointManager(args.ckpt_save_dir, args.model, args.keep_checkpoint_max, args.ckpt_save_policy,
                                 args.ckpt_save_interval, resume=bool(args.resume))
     resumed = _restore_training_state(args, ctx, manager)
+    _check_checkpoint_room(args, ctx)
     callbacks = _create_callbacks(args, ctx, manager, num_classes, resumed)
     if runtime.is_main:
         save_config(args, os.path.join(args.ckpt_save_dir, "config.yaml"))

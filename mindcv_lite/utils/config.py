@@ -179,6 +179,8 @@ def _add_mindcv_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--keep_checkpoint_max", type=_int, default=10, help="Checkpoints to keep")
     group.add_argument("--ckpt_save_dir", type=str, default="./ckpt", help="Checkpoint directory")
     group.add_argument("--ckpt_save_interval", type=_int, default=1, help="Save every N epochs")
+    group.add_argument("--ckpt_save_steps", type=_int, default=0,
+                       help="Also save a mid-epoch checkpoint every N steps (only the newest is kept); 0 = never")
     group.add_argument("--ckpt_save_policy", type=str, default="latest_k", choices=["latest_k", "top_k"],
                        help="Keep the latest or the best (needs val_while_train) checkpoints")
     group.add_argument("--epoch_size", type=_int, default=90, help="Training epochs")

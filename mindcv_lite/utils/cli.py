@@ -1,0 +1,38 @@
+"""The one entry-point wrapper of every command (train.py, validate.py, python -m mindcv_lite.<command>): a user
+error ends the command with a one-line message and a non-zero exit code, never a traceback."""
+import sys
+
+__all__ = ["CommandStopped", "STOPPED_EXIT_CODE", "run_command"]
+
+# sysexits.h EX_TEMPFAIL ("try again later"): stopped on request (SIGTERM/SIGINT) with a checkpoint to resume from.
+STOPPED_EXIT_CODE = 75
+
+# Wrong paths, values, files, settings; a diverged run (FloatingPointError); a missing optional package.
+USER_ERRORS = (ValueError, OSError, FloatingPointError, ImportError)
+
+
+class CommandStopped(Exception):
+    """Not an error: the command stopped on request; its message says how to continue."""
+
+    exit_code = STOPPED_EXIT_CODE
+
+
+def _one_line(error):
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def run_command(main, name, argv=None):
+    """Call `main(argv)`; exit 0 on success, else print `<name>: error: <message>` (or `<name>: <message>` when
+    stopped) on stderr and exit with the error's `exit_code` (1 by default; 2 for a bad command line, from
+    argparse; 130 for Ctrl-C outside training). Programming errors (TypeError, ...) keep their traceback."""
+    try:
+        main(argv)
+    except CommandStopped as stopped:
+        print(f"{name}: {_one_line(stopped)}", file=sys.stderr)
+        sys.exit(stopped.exit_code)
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except USER_ERRORS as error:
+        print(f"{name}: error: {_one_line(error)}", file=sys.stderr)
+        sys.exit(getattr(error, "exit_code", 1))
