@@ -18,6 +18,7 @@ import numpy as np
 from .engine.checkpointing import CLASS_NAMES_KEY, MANIFEST, MODEL_KEY
 from .models import read_checkpoint, save_checkpoint
 from .models.checkpoint import model_weights
+from .utils.cli import run_command
 
 __all__ = ["average_checkpoints", "top_checkpoints"]
 
@@ -88,4 +89,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "python -m mindcv_lite.average_checkpoints")

@@ -19,6 +19,7 @@ from mindspore import nn, ops
 
 from .engine.runtime import JIT_LEVELS, compile_cache_dir, configure_compilation
 from .models import create_model, list_models
+from .utils.cli import run_command
 
 MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
 
@@ -153,4 +154,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "python -m mindcv_lite.benchmark")

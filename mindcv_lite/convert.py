@@ -10,6 +10,7 @@ import sys
 
 from .models import create_model, save_checkpoint
 from .models.checkpoint import load_with_checkpoint_classes, read_checkpoint
+from .utils.cli import run_command
 
 
 def convert(src, dst, model_name, img_size=None, use_ema=False):
@@ -38,4 +39,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "python -m mindcv_lite.convert")

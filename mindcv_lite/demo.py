@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .engine import train, validate
+from .utils.cli import run_command
 from .utils.config import add_validate_arguments, parse_args
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "recipes" / "pit_ti_cpu_demo.yaml"  # shipped with the package
@@ -75,4 +76,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "python -m mindcv_lite.demo")

@@ -13,8 +13,10 @@ import tempfile
 
 import numpy as np
 import mindspore as ms
+
 from .models import create_model, get_pretrained_cfg
 from .models.layers.gelu import replace_exact_gelu
+from .utils.cli import run_command
 from .utils.io import atomic_path
 
 FILE_FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx"}
@@ -80,4 +82,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "python -m mindcv_lite.export")

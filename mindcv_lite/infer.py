@@ -19,6 +19,7 @@ from .data.image_bytes import CorruptImageError, decode_to_bmp
 from .data.imagenet_classes import IMAGENET_CLASSES
 from .models import create_model, get_pretrained_cfg, read_checkpoint
 from .models.checkpoint import CLASS_NAMES_KEY, load_state, load_with_checkpoint_classes, model_state
+from .utils.cli import run_command
 
 __all__ = ["classify", "class_names_for", "load_images"]
 
@@ -54,8 +55,27 @@ def load_images(paths, image_size, crop_pct, interpolation):
     return np.stack(batch).astype(np.float32)
 
 
-def classify(model_name, ckpt_path, paths, num_classes=None, image_size=None, top_k=5):
-    """[(path, [(class name, probability), ...top_k]), ...] for the images in `paths`."""
+def _readable(path, on_unreadable):
+    try:
+        with open(path, "rb") as f:
+            decode_to_bmp(f.read())
+            return True
+    except OSError as error:
+        on_unreadable(path, error.strerror or error)
+    except CorruptImageError as error:
+        on_unreadable(path, error)
+    return False
+
+
+def classify(model_name, ckpt_path, paths, num_classes=None, image_size=None, top_k=5, on_unreadable=None):
+    """[(path, [(class name, probability), ...top_k]), ...] for the images in `paths`.
+
+    `on_unreadable(path, error)`: called for a missing or undecodable image, which is then left out; without it
+    such an image is an error."""
+    if on_unreadable is not None:
+        paths = [path for path in paths if _readable(path, on_unreadable)]
+        if not paths:
+            return []
     entries = read_checkpoint(ckpt_path)
     cfg = get_pretrained_cfg(model_name)
     data_config = resolve_data_config({"image_resize": image_size}, cfg)
@@ -95,12 +115,16 @@ def main(argv=None):
     data_config = resolve_data_config({"image_resize": args.image_size}, get_pretrained_cfg(args.model))
     print(f"data config: image_resize {data_config['image_resize']}, interpolation {data_config['interpolation']}, "
           f"crop_pct {data_config['crop_pct']}", file=sys.stderr)  # stdout holds only the results
+    unreadable = []
     for path, top in classify(args.model, args.ckpt_path, args.images, args.num_classes, args.image_size,
-                              args.top_k):
+                              args.top_k, on_unreadable=lambda path, error: unreadable.append(f"{path} ({error})")):
         print(path)
         for rank, (name, probability) in enumerate(top, 1):
             print(f"  {rank}. {name:<40s} {100 * probability:6.2f}%")
+    if unreadable:
+        raise ValueError(f"{len(unreadable)} of {len(args.images)} images could not be read and were skipped: "
+                         f"{'; '.join(unreadable)}")
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "python -m mindcv_lite.infer")

@@ -7,6 +7,7 @@ validation top-1 (solid) / top-5 (dashed) against epoch, one colour per run. Eve
 import argparse
 import sys
 
+from .utils.cli import run_command
 from .utils.curves import plot_runs
 
 
@@ -26,4 +27,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "python -m mindcv_lite.plot")

@@ -1,4 +1,5 @@
 """TrainStep / EvalStep: the compiled steps of train.py, on a tiny PiT in graph and pynative mode."""
+import errno
 import json
 import logging
 import math
@@ -11,6 +12,7 @@ import mindspore as ms
 from mindspore import nn
 
 from mindcv_lite.engine import CheckpointManager, EvalStep, TrainStep, save_train_checkpoint
+from mindcv_lite.engine.checkpointing import CheckpointWriteError
 from mindcv_lite.engine.progress import EpochProgress, LossMeter, NonFiniteLossError, format_duration
 from mindcv_lite.loss import create_loss
 from mindcv_lite.models import read_checkpoint
@@ -180,6 +182,52 @@ def test_a_write_killed_midway_leaves_the_previous_checkpoint_intact(tmp_path, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints.json", "tiny-1_3.ckpt"]  # no temp files left
     assert json.loads((tmp_path / "checkpoints.json").read_text())["latest"]["file"] == "tiny-1_3.ckpt"
     assert int(read_checkpoint(str(path))["epoch_num"]) == 1
+
+
+def test_a_failed_write_stops_with_a_message_and_keeps_every_earlier_checkpoint(tmp_path, monkeypatch):
+    model = _tiny_pit()
+    step = TrainStep(model, create_loss("CE"), create_optimizer(model, "adamw", lr=1e-3))
+    manager = CheckpointManager(str(tmp_path), "tiny", keep_max=5)
+
+    def write(path):
+        save_train_checkpoint(path, step, model, "tiny", epoch=1, global_step=3, class_names=["a", "b", "c"])
+
+    manager.save(write, 1, steps_per_epoch=3, num_epochs=3)
+    manager.save_step(write, 2, epoch_step=1)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def disk_full(save_obj, ckpt_file_name, **kwargs):
+        with open(ckpt_file_name, "wb") as f:
+            f.write(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ms, "save_checkpoint", disk_full)
+    for save in (lambda: manager.save_step(write, 2, epoch_step=2), lambda: manager.save(write, 2, 3, 3)):
+        with pytest.raises(CheckpointWriteError, match=r"tiny-2_\d.ckpt' failed \(.*No space left on device\)\. "
+                                                       r"Training stopped; every earlier checkpoint is intact "
+                                                       r"\(latest: .*tiny-2_1.ckpt\)") as failed:
+            save()
+        assert failed.value.exit_code == 74
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing lost, no temp file left
+
+
+def test_mid_epoch_checkpoints_are_kept_apart_and_the_index_rebuilds_from_the_files(tmp_path):
+    manager = CheckpointManager(str(tmp_path), "m", keep_max=2)
+    manager.save(_fake_write, 1, steps_per_epoch=4, num_epochs=5)
+    for epoch_step in (1, 2, 3):  # only the newest mid-epoch checkpoint is kept; keep_max counts epochs only
+        manager.save_step(_fake_write, 2, epoch_step)
+    assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["m-1_4.ckpt", "m-2_3.ckpt"]
+    assert manager.resume_candidates() == [str(tmp_path / "m-2_3.ckpt"), str(tmp_path / "m-1_4.ckpt")]
+    manager.save(_fake_write, 2, steps_per_epoch=4, num_epochs=5)  # supersedes the mid-epoch one
+    manager.save(_fake_write, 3, steps_per_epoch=4, num_epochs=5)
+    manager.save_step(_fake_write, 4, 1)
+    assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["m-2_4.ckpt", "m-3_4.ckpt", "m-4_1.ckpt"]
+
+    (tmp_path / "checkpoints.json").write_text("{")
+    rebuilt = CheckpointManager(str(tmp_path), "m", resume=True)
+    assert rebuilt.resume_candidates() == [str(tmp_path / n) for n in ("m-4_1.ckpt", "m-3_4.ckpt", "m-2_4.ckpt")]
+    (tmp_path / "checkpoints.json").unlink()  # a kill before the first index write: the files still count
+    assert CheckpointManager(str(tmp_path), "m", resume=True).latest() == str(tmp_path / "m-4_1.ckpt")
 
 
 def test_progress_logs_every_log_interval_steps_with_loss_lr_rate_and_eta(caplog):

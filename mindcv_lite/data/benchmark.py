@@ -22,6 +22,7 @@ from PIL import Image
 import mindspore.dataset as ds
 import mindspore.dataset.vision as vision
 
+from ..utils.cli import run_command
 from ..utils.config import parse_args
 from .config import resolve_data_config
 from .constants import interpolation_mode
@@ -142,4 +143,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main, "python -m mindcv_lite.data.benchmark")

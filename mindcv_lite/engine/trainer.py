@@ -188,7 +188,8 @@ def _restore_training_state(args, ctx, manager):
             f"cannot resume from {path!r}: it stopped at step {ctx.global_step} after {ctx.start_epoch} epochs, but "
             f"an epoch of this run has {ctx.steps_per_epoch} steps: resume with the training set and batch_size "
             "(and number of devices) it was trained with")
-    _logger.info("Resumed from %s: epoch %d, step %d", path, ctx.start_epoch, ctx.global_step)
+    _logger.info("Resumed from %s: %d epochs and %d steps done (global step %d)", path, ctx.start_epoch,
+                 ctx.global_step - ctx.start_epoch * ctx.steps_per_epoch, ctx.global_step)
     return True
 
 
