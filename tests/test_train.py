@@ -179,7 +179,8 @@ def test_checkpoint_holds_weights_in_mindcv_layout_and_the_training_state(data_d
         np.testing.assert_array_equal(param.asnumpy(), mindcv_param.asnumpy())
 
     assert sorted(os.listdir(one_epoch_run)) == sorted([
-        "checkpoints.json", "config.yaml", "metrics.jsonl", "pit_ti-1_6.ckpt", "pit_ti_best.ckpt", "train.log"])
+        "checkpoints.json", "config.yaml", "curves.png", "metrics.jsonl", "pit_ti-1_6.ckpt", "pit_ti_best.ckpt",
+        "train.log"])
     (record,) = [json.loads(line) for line in (one_epoch_run / "metrics.jsonl").read_text().splitlines()]
     assert {"epoch", "step", "loss", "lr", "val_top1", "val_top5", "val_loss", "images_per_s", "seconds"} <= set(record)
     assert record["val_num_images"] == 24
