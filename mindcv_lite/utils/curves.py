@@ -47,6 +47,7 @@ def plot_runs(run_dirs: Sequence[str], output: str, labels: Optional[Sequence[st
 
     labels = list(labels) if labels else [os.path.basename(os.path.normpath(d)) or d for d in run_dirs]
     runs = [read_metrics(d) for d in run_dirs]
+    last_epoch = max((r["epoch"] for records in runs for r in records), default=1)
     figure, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 4), squeeze=False)
     for axis, (title, keys, styles) in zip(axes[0], PANELS):
         for index, (label, records) in enumerate(zip(labels, runs)):
@@ -57,7 +58,8 @@ def plot_runs(run_dirs: Sequence[str], output: str, labels: Optional[Sequence[st
                     axis.plot(epochs, values, style, marker="o", markersize=3, color=f"C{index}", label=name)
         axis.set_title(title)
         axis.set_xlabel("epoch")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_xlim(0.5, last_epoch + 0.5)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         if not axis.lines:
             axis.text(0.5, 0.5, "no data yet\n(validation needs val_while_train True)", ha="center", va="center",
                       transform=axis.transAxes, color="gray")
