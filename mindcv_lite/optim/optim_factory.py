@@ -101,7 +101,8 @@ def create_optimizer(
             'norm_and_bias': 1-D parameters (norms, biases) and names matching ``no_weight_decay``; 'auto':
             MindSpore's built-in filter (names containing 'beta' or 'gamma').
         layer_decay: layer-wise lr decay (timm/BEiT): layer ``i`` of ``L`` (the model's ``layer_ids``: stem 0,
-            blocks in order, head ``L - 1``) trains at ``lr * layer_decay ** (L - 1 - i)``. Needs a model.
+            blocks in order, head ``L - 1``) trains at ``lr * layer_decay ** (L - 1 - i)``. Needs a model. As in
+            mindcv and timm, 1-D parameters and ``no_weight_decay()`` then skip weight decay under 'disable' too.
         loss_scale: gradients are divided by it before the update (fixed loss scale without overflow checks).
         schedule_decay: nadam's momentum schedule.
         eps: denominator term of adam, adamw, nadam, adan, rmsprop and lamb; None = ``DEFAULT_EPS`` (mindcv's).
@@ -133,7 +134,11 @@ def create_optimizer(
     if not params:
         raise ValueError("create_optimizer got no trainable parameters (is everything frozen?).")
 
-    layer_of = _layer_scales(model_or_params, layer_decay) if layer_decay is not None else None
+    layer_of = None
+    if layer_decay is not None:
+        layer_of = _layer_scales(model_or_params, layer_decay)
+        if weight_decay_filter == "disable":  # mindcv and timm exempt these whenever layer_decay is set
+            weight_decay_filter = "norm_and_bias"
     groups = _param_groups(params, lr, weight_decay, _decay_rule(weight_decay_filter, no_weight_decay), layer_of)
     eps = DEFAULT_EPS.get(opt) if eps is None else eps
     common = dict(learning_rate=lr, weight_decay=0.0, loss_scale=loss_scale)  # each group carries its weight decay
