@@ -23,6 +23,7 @@ import mindspore as ms
 from ..models import CheckpointMismatchError, read_checkpoint, save_checkpoint
 from ..models.checkpoint import CLASS_NAMES_KEY
 from ..utils.io import atomic_path
+from .distillation import TEACHER_PREFIX
 
 __all__ = ["CheckpointManager", "CheckpointWriteError", "check_checkpoint_dir", "load_train_checkpoint",
            "save_train_checkpoint", "train_state_bytes"]
@@ -56,7 +57,9 @@ def _checkpoint_key_fn(model):
 
 
 def _train_state(train_step):
-    return [p for p in train_step.get_parameters() if p.name not in _NOT_SAVED]
+    # the distillation teacher is reloaded from teacher_ckpt, never saved with the student
+    return [p for p in train_step.get_parameters()
+            if p.name not in _NOT_SAVED and not p.name.startswith(TEACHER_PREFIX)]
 
 
 class CheckpointWriteError(OSError):

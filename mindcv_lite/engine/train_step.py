@@ -1,8 +1,9 @@
 """One optimisation step as one compiled cell, and one evaluation step.
 
 `TrainStep` does forward, backward, the gradient all-reduce (data parallel), loss scaling, gradient clipping,
-gradient accumulation, the optimizer update and the EMA update. Its state (loss scale, EMA weights, accumulated
-gradients) lives in Parameters, so a checkpoint of the cell's parameters resumes it exactly.
+gradient accumulation, the optimizer update and the EMA update, and with knowledge distillation the teacher's
+forward pass on the same batch. Its state (loss scale, EMA weights, accumulated gradients) lives in Parameters,
+so a checkpoint of the cell's parameters (without the teacher's) resumes it exactly.
 """
 import mindspore as ms
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
@@ -46,11 +47,15 @@ class TrainStep(nn.Cell):
     Gradient accumulation: call with `update=False` for the first `accumulation_steps - 1` batches and
     `update=True` for the last; the update uses the mean gradient. EMA (mindcv's rule):
     `ema = d * ema + (1 - d) * w` with `d = ema_decay * (1 - exp(-updates / 2000))`, over all network weights.
+
+    Distillation: `teacher` (a `FrozenTeacher`) gives logits for the same images, and the loss is called as
+    `loss_fn(outputs, labels, teacher_logits)`; the gradients, their all-reduce, the optimizer and EMA cover the
+    student's weights only.
     """
 
     def __init__(self, network, loss_fn, optimizer, loss_scale=1.0, dynamic_loss_scale=False,
                  drop_overflow_update=False, scale_factor=2.0, scale_window=2000, clip_grad=False, clip_value=15.0,
-                 accumulation_steps=1, ema=False, ema_decay=0.9999, distributed=False):
+                 accumulation_steps=1, ema=False, ema_decay=0.9999, distributed=False, teacher=None):
         # auto_prefix=False: wrapping must not rename the network's parameters to `network.*` (MindSpore 2.10
         # renames on attachment), or checkpoints would no longer match the bare model.
         super().__init__(auto_prefix=False)
@@ -60,7 +65,9 @@ class TrainStep(nn.Cell):
         self.loss_fn = loss_fn
         self.optimizer = optimizer
         self.weights = optimizer.parameters
-        self.grad_fn = ops.value_and_grad(self._scaled_loss, None, self.weights)
+        self.teacher = teacher
+        loss_with_scale = self._scaled_loss if teacher is None else self._scaled_distillation_loss
+        self.grad_fn = ops.value_and_grad(loss_with_scale, None, self.weights)
         # Without the reducer each rank would silently step on its own gradients.
         self.grad_reducer = nn.DistributedGradReducer(self.weights, mean=True) if distributed else ops.identity
         self.hyper_map = ops.HyperMap()
@@ -92,9 +99,16 @@ class TrainStep(nn.Cell):
         loss = self.loss_fn(self.network(images), labels)
         return loss * self.scale_sense.astype(loss.dtype)
 
+    def _scaled_distillation_loss(self, images, labels, teacher_logits):
+        loss = self.loss_fn(self.network(images), labels, teacher_logits)
+        return loss * self.scale_sense.astype(loss.dtype)
+
     def construct(self, images, labels, update=True):
         scale = self.scale_sense
-        scaled_loss, grads = self.grad_fn(images, labels)
+        if self.teacher is None:
+            scaled_loss, grads = self.grad_fn(images, labels)
+        else:
+            scaled_loss, grads = self.grad_fn(images, labels, self.teacher(images))
         loss = scaled_loss / scale.astype(scaled_loss.dtype)
         grads = self.grad_reducer(grads)
         grads = self.hyper_map(ops.partial(_scale_grad, 1.0 / scale), grads)

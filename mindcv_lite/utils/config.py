@@ -266,6 +266,19 @@ def _add_mindcv_arguments(parser: argparse.ArgumentParser) -> None:
 # fmt: on
 
 
+def _add_distillation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Knowledge distillation (not in mindcv): DeiT's arguments, in snake_case."""
+    group = parser.add_argument_group("Distillation")
+    group.add_argument("--distillation_type", type=str, default="none", choices=["none", "soft", "hard"],
+                       help="Distil from teacher_model: soft (KL at temperature tau) or hard (teacher's argmax)")
+    group.add_argument("--teacher_model", type=str, default="", help="Teacher: any registered model name")
+    group.add_argument("--teacher_ckpt", type=str, default="",
+                       help="The teacher's trained weights (any layout create_model loads); required to distil")
+    group.add_argument("--distillation_alpha", type=_float, default=0.5,
+                       help="Weight of the distillation loss; the base loss gets 1 - alpha")
+    group.add_argument("--distillation_tau", type=_float, default=1.0, help="Temperature of soft distillation")
+
+
 def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
     """validate.py's own flags, on top of the training arguments (it reads the same recipes)."""
     group = parser.add_argument_group("Validation")
@@ -284,6 +297,7 @@ def create_parser(add_arguments: Optional[AddArguments] = None) -> argparse.Argu
     parser.add_argument("-c", "--config", type=str, default="",
                         help="YAML file whose keys set the defaults; flags given here override it")
     _add_mindcv_arguments(parser)
+    _add_distillation_arguments(parser)
     if add_arguments is not None:
         add_arguments(parser)
     return parser
