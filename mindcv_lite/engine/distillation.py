@@ -9,11 +9,11 @@ import os
 
 from mindspore import nn, ops
 
-from ..loss import DISTILLATION_TYPES, DistillationLoss
+from ..loss import DISTILLATION_TYPES
 from ..models import create_model, is_model, read_checkpoint
 from ..models.checkpoint import checkpoint_num_classes, load_state, model_state
 
-__all__ = ["TEACHER_PREFIX", "FrozenTeacher", "check_distillation_args", "create_distillation"]
+__all__ = ["TEACHER_PREFIX", "FrozenTeacher", "check_distillation_args", "create_teacher"]
 
 TEACHER_PREFIX = "teacher."
 _DEFAULT_ALPHA, _DEFAULT_TAU = 0.5, 1.0
@@ -81,11 +81,3 @@ def create_teacher(model_name, checkpoint_path, num_classes, image_size, in_chan
                          f"{num_classes}: distil from a teacher trained (or fine-tuned) on the student's classes")
     load_state(model, state, checkpoint_path)
     return FrozenTeacher(model)
-
-
-def create_distillation(args, base_loss, num_classes):
-    """(teacher, loss) for `args.distillation_type` soft/hard; the student's loss is DeiT's DistillationLoss."""
-    teacher = create_teacher(args.teacher_model, args.teacher_ckpt, num_classes, args.image_resize, args.in_channels)
-    loss = DistillationLoss(base_loss, args.distillation_type, alpha=args.distillation_alpha,
-                            tau=args.distillation_tau)
-    return teacher, loss

@@ -12,7 +12,7 @@ import sys
 import mindspore as ms
 
 from ..data import create_dataset, create_loader, create_transforms, set_epoch
-from ..loss import create_loss
+from ..loss import DistillationLoss, create_loss
 from ..models import CheckpointMismatchError, create_model, read_checkpoint
 from ..optim import create_optimizer, freeze_parameters
 from ..scheduler import create_scheduler
@@ -23,6 +23,7 @@ from .checkpointing import (CheckpointManager, check_checkpoint_dir, load_train_
                             train_state_bytes)
 from .data_config import apply_data_config
 from .curves import Curves
+from .distillation import check_distillation_args, create_teacher
 from .evaluate import create_eval_loader
 from .interruption import keep_sigterm_handler
 from .progress import LossMeter, setup_logging
@@ -41,6 +42,7 @@ def _check_args(args, runtime):
                          "default cast lists for amp_level")
     if args.reduction != "mean":
         raise ValueError(f"reduction={args.reduction!r}: training needs a scalar loss, use reduction: mean")
+    check_distillation_args(args)
     if args.ckpt_save_policy == "top_k" and not args.val_while_train:
         raise ValueError("ckpt_save_policy top_k ranks checkpoints by validation top-1: set val_while_train True "
                          "or use latest_k")
@@ -122,10 +124,29 @@ def _create_train_model(args, num_classes):
     return model
 
 
-def _create_train_step(args, model, runtime, steps_per_epoch):
+def _create_teacher(args, model, num_classes):
+    """Knowledge distillation: the frozen teacher (None without distillation); a distilled student (two heads)
+    is switched to return both in training, any other distils on its single head."""
+    if args.distillation_type == "none":
+        return None
+    teacher = create_teacher(args.teacher_model, args.teacher_ckpt, num_classes, args.image_resize, args.in_channels)
+    if args.amp_level != "O0":
+        ms.amp.auto_mixed_precision(teacher.model, args.amp_level)
+    two_heads = getattr(model, "head_dist", None) is not None
+    if two_heads:
+        model.set_distilled_training(True)
+    _logger.info("Distilling from %s (%s): %s, alpha %g, tau %g, on the %s", args.teacher_model, args.teacher_ckpt,
+                 args.distillation_type, args.distillation_alpha, args.distillation_tau,
+                 "distillation head" if two_heads else "student's only head")
+    return teacher
+
+
+def _create_train_step(args, model, runtime, steps_per_epoch, teacher=None):
     """Loss, lr schedule, optimizer and the compiled step; returns (train_step, optimizer, lr schedule)."""
     loss_fn = create_loss(args.loss, reduction=args.reduction, label_smoothing=args.label_smoothing,
                           aux_factor=args.aux_factor)
+    if teacher is not None:
+        loss_fn = DistillationLoss(loss_fn, args.distillation_type, args.distillation_alpha, args.distillation_tau)
     accumulation = args.gradient_accumulation_steps
     updates_per_epoch = math.ceil(steps_per_epoch / accumulation)
     lr = create_scheduler(updates_per_epoch, args.scheduler, lr=args.lr, min_lr=args.min_lr,
@@ -141,7 +162,7 @@ def _create_train_step(args, model, runtime, steps_per_epoch):
     train_step = TrainStep(model, loss_fn, optimizer, loss_scale=loss_scale, dynamic_loss_scale=dynamic,
                            drop_overflow_update=drop_overflow, clip_grad=args.clip_grad, clip_value=args.clip_value,
                            accumulation_steps=accumulation, ema=args.ema, ema_decay=args.ema_decay,
-                           distributed=runtime.distributed)
+                           distributed=runtime.distributed, teacher=teacher)
     return train_step, optimizer, lr
 
 
@@ -244,7 +265,8 @@ def train(args):
     apply_data_config(args)
     train_set, loader, num_classes, steps_per_epoch = _create_train_loader(args, runtime)
     model = _create_train_model(args, num_classes)
-    train_step, optimizer, lr = _create_train_step(args, model, runtime, steps_per_epoch)
+    teacher = _create_teacher(args, model, num_classes)
+    train_step, optimizer, lr = _create_train_step(args, model, runtime, steps_per_epoch, teacher)
     ctx = RunContext(args, runtime, model, train_step, optimizer, lr, train_set, steps_per_epoch)
     manager = CheckpointManager(args.ckpt_save_dir, args.model, args.keep_checkpoint_max, args.ckpt_save_policy,
                                 args.ckpt_save_interval, resume=bool(args.resume))
