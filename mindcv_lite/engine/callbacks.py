@@ -3,9 +3,10 @@
 `train` enters every callback (`with`, as MindSpore's Model.train does: for set-up that must be undone even when
 training fails), then calls, for every callback in list order, `on_train_begin(ctx)` once, per epoch
 `on_epoch_begin(ctx)`, `on_step_end(ctx)` after every step and `on_epoch_end(ctx)`, and `on_train_end(ctx)` once
-after the last epoch. A callback stops training by raising. `ctx` is the `RunContext`: what the run is made of (model, train step, loaders, schedule)
-and where it is (epoch, step, the epoch's metrics record). A callback reads and adds to it; earlier callbacks'
-`on_epoch_end` fill `ctx.record` for later ones (progress -> validation -> log line -> checkpoint -> metrics).
+after the last epoch. A callback stops training by raising. `ctx` is the `RunContext`: what the run is made of
+(model, train step, loaders, schedule) and where it is (epoch, step, the epoch's metrics record). A callback reads
+and adds to it; earlier callbacks' `on_epoch_end` fill `ctx.record` for later ones (progress -> validation -> log
+line -> checkpoint -> metrics).
 """
 import contextlib
 import logging

@@ -70,7 +70,7 @@ class CheckpointWriteError(OSError):
 
 def train_state_bytes(train_step):
     """Bytes of one training checkpoint: every saved Parameter (weights, optimizer state, EMA, ...)."""
-    return sum(p.asnumpy().nbytes for p in _train_state(train_step))
+    return sum(int(np.prod(p.shape)) * np.dtype(ms.dtype_to_nptype(p.dtype)).itemsize for p in _train_state(train_step))
 
 
 def check_checkpoint_dir(directory, checkpoint_bytes=0):
