@@ -65,8 +65,8 @@ def _msrun_command():
     return f"msrun --worker_num 8 --local_worker_num 8 python {script} {args}"
 
 
-# MindSpore 2.10: O0 and O1 run kernel by kernel (O1 adds fusion passes), O2 hands whole graphs to Ascend's GE
-# (mindcv forces it in graph mode); off Ascend MindSpore runs O2 graphs kernel by kernel as well.
+# MindSpore 2.10: O0 and O1 run kernel by kernel (O1 adds fusion passes), O2 hands whole graphs to Ascend's graph
+# engine (mindcv forces it in graph mode); on CPU O2 is accepted and still runs.
 JIT_LEVELS = ("O0", "O1", "O2")
 
 

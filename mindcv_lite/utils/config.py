@@ -104,8 +104,8 @@ def _add_mindcv_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device_target", type=str, default=None, choices=["Ascend", "GPU", "CPU"],
                        help="Device to run on; None = Ascend when present, else CPU")
     group.add_argument("--jit_level", type=str, default="O0", choices=["O0", "O1", "O2"],
-                       help="MindSpore graph compilation level (mindcv_lite; mindcv forces O2 in graph mode): O0 "
-                            "compiles fastest and, on CPU, runs as fast")
+                       help="MindSpore graph compilation level (mindcv_lite): O0 kernel by kernel, O1 adds fusion "
+                            "passes, O2 whole graphs on Ascend (mindcv forces O2 in graph mode)")
     _bool_flag(group, "--compile_cache", True, "Reuse compiled graphs across runs of the same configuration "
                "(MindSpore's compile cache; mindcv_lite)")
     group.add_argument("--compile_cache_dir", type=str, default="",
