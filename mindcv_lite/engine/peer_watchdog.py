@@ -83,7 +83,12 @@ class _PeerWatchdog:
         else:
             family = socket.AddressFamily(int(address[0]))
             host = socket.inet_ntop(family, bytes(address[2:6 if family == socket.AF_INET else 18].astype(np.uint8)))
-            connection = socket.create_connection((host, int(address[1])), timeout=60)
+            try:
+                connection = socket.create_connection((host, int(address[1])), timeout=60)
+            except OSError as error:
+                raise RuntimeError(
+                    f"rank {rank} cannot reach rank 0's peer watchdog at {host} port {int(address[1])} ({error}): "
+                    "let the nodes connect to each other on any TCP port, as MindSpore's all-reduce does") from error
             connection.settimeout(None)
             connection.sendall(struct.pack("!I", rank))
             self._watch_in_background(connection, peer=0)

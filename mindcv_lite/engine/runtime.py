@@ -136,7 +136,8 @@ def setup_runtime(mode=0, device_target=None, distribute=False, seed=42, jit_lev
     `jit_level` and `compile_cache` (a folder, or None for no cache) go to `configure_compilation`.
 
     `mindspore.communication.init()` comes first: msrun also starts the script as the job's scheduler, and that
-    process must not build models or read data before `init()` takes it over.
+    process must not build models or read data before `init()` takes it over. The peer watchdog then ends the whole
+    job within seconds if any worker dies (see peer_watchdog.py).
     """
     _warned.clear()  # once per run
     device_target = device_target or _default_device()
