@@ -9,7 +9,8 @@ learns it from its next heartbeat or, once the scheduler has gone, after retryin
 So every rank holds a TCP connection to rank 0, and every worker a local socket to a small guardian process that the
 scheduler starts beside itself (the scheduler cannot run Python threads: MindSpore keeps the GIL while it waits).
 The kernel closes a dead process's sockets, so the other end reads end-of-file at once (TCP keepalive covers a node
-that vanishes); a process that ends cleanly says goodbye first. A rank that loses a peer stops its data workers and
+that vanishes); a process that exits in an orderly way (any exit code) says goodbye first, one that raises an uncaught
+exception leaves at once without it. A rank that loses a peer stops its data workers and
 itself with PEER_LOST_EXIT_CODE; a guardian that loses a worker stops the scheduler. Each launcher then sees a failed
 process and ends the job on its node.
 """
@@ -63,7 +64,6 @@ class _PeerWatchdog:
     def __init__(self, rank, world_size, all_reduce_sum):
         self.rank = rank
         self.connections = []
-        self.failed = False  # an uncaught exception: leave without goodbye, so that the job stops
         self.closing = False
         guardian = _connect_to_guardian()
         if guardian is not None:  # not watched: a scheduler that ends has seen every worker finish
@@ -94,11 +94,12 @@ class _PeerWatchdog:
             self._watch_in_background(connection, peer=0)
         previous_hook = sys.excepthook
 
-        def mark_failed(*exc_info):
-            self.failed = True
+        def leave_at_once(*exc_info):
+            # without goodbye, so that the job stops; MindSpore's teardown in a broken job can hang for minutes
             previous_hook(*exc_info)
+            _leave(1)
 
-        sys.excepthook = mark_failed
+        sys.excepthook = leave_at_once
         atexit.register(self.close)
 
     def _accept(self, server, count):
@@ -124,27 +125,30 @@ class _PeerWatchdog:
         _logger.error("rank %d: rank %d ended without finishing (killed, crashed or its node failed): stopping this "
                       "worker with exit code %d so that the whole job ends; restart it with --resume auto",
                       self.rank, peer, PEER_LOST_EXIT_CODE)
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        import psutil  # a MindSpore dependency (msrun uses it)
-
-        for child in psutil.Process().children(recursive=True):  # data-loader workers must not outlive the rank
-            try:
-                child.kill()
-            except psutil.Error:
-                pass
-        os._exit(PEER_LOST_EXIT_CODE)
+        _leave(PEER_LOST_EXIT_CODE)
 
     def close(self):
-        """Say goodbye (at exit), unless this rank is ending on an uncaught exception."""
+        """Say goodbye: this process is exiting in an orderly way (any exit code)."""
         self.closing = True
-        if self.failed:
-            return
         for connection in self.connections:
             try:
                 connection.sendall(_GOODBYE)
             except OSError:
                 pass
+
+
+def _leave(exit_code):
+    """End this process now, with its data-loader workers, closing its sockets without goodbye."""
+    for stream in [handler for handler in logging.getLogger().handlers] + [sys.stdout, sys.stderr]:
+        stream.flush()
+    import psutil  # a MindSpore dependency (msrun uses it)
+
+    for child in psutil.Process().children(recursive=True):
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+    os._exit(exit_code)
 
 
 def _said_goodbye(connection):
