@@ -10,9 +10,9 @@ So every rank holds a TCP connection to rank 0, and every worker a local socket 
 scheduler starts beside itself (the scheduler cannot run Python threads: MindSpore keeps the GIL while it waits).
 The kernel closes a dead process's sockets, so the other end reads end-of-file at once (TCP keepalive covers a node
 that vanishes); a process that exits in an orderly way (any exit code) says goodbye first, one that raises an uncaught
-exception leaves at once without it. A rank that loses a peer stops its data workers and
-itself with PEER_LOST_EXIT_CODE; a guardian that loses a worker stops the scheduler. Each launcher then sees a failed
-process and ends the job on its node.
+exception leaves at once without it. A rank that loses a peer stops its data workers and itself with
+PEER_LOST_EXIT_CODE; a guardian that loses a worker stops the scheduler. Each launcher then sees a failed process and
+ends the job on its node.
 """
 import atexit
 import logging
