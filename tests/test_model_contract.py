@@ -21,7 +21,7 @@ def test_layer_ids_stem_first_blocks_in_order_head_last(name, coarse):
     names = [p.name for p in model.get_parameters()]
     assert set(ids) == set(names) and sorted(set(ids.values())) == list(range(num_layers))
     first_conv = model.pretrained_cfg["first_conv"]
-    assert ids[f"{first_conv}.weight"] == 0
+    assert ids[model.public_name(f"{first_conv}.weight")] == 0
     assert {ids[n] for n in names if n.startswith(("head.", "head_dist.", "norm."))} == {num_layers - 1}
     # Each block's parameters share one layer, and the layers follow the blocks' forward order.
     block_layers = []

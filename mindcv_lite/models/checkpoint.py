@@ -155,8 +155,9 @@ def adapt_input_conv(in_chans, weight):
 def _adapt_first_conv(model, state, shapes):
     """A 3-channel checkpoint in a model built with another `in_channels`: adapt its first convolution
     (`pretrained_cfg['first_conv']`) instead of failing on the shape."""
-    first_conv = getattr(model, "pretrained_cfg", {}).get("first_conv")
-    key = f"{first_conv}.weight"
+    first_conv = getattr(model, "pretrained_cfg", {}).get("first_conv")  # an attribute path, as in timm
+    classifier = getattr(model, "model", model)  # features_only wraps the classifier
+    key = getattr(classifier, "public_name", lambda path: path)(f"{first_conv}.weight")
     if not first_conv or key not in state or key not in shapes:
         return state
     weight, target = state[key], shapes[key]

@@ -161,7 +161,7 @@ _MINDCV_URL = "https://download.mindspore.cn/toolkits/mindcv/pvt/"
 
 
 def _pvt_cfg(url, sha256_prefix):
-    return pretrained_cfg(url=url, sha256_prefix=sha256_prefix, crop_pct=0.9, first_conv="patch_embed1.proj")
+    return pretrained_cfg(url=url, sha256_prefix=sha256_prefix, crop_pct=0.9, first_conv="stages.0.patch_embed.proj")
 
 
 pretrained_cfgs = {

@@ -143,7 +143,7 @@ _MINDCV_URL = "https://download.mindspore.cn/toolkits/mindcv/pvt_v2/"
 
 
 def _pvt_v2_cfg(url="", sha256_prefix=""):
-    return pretrained_cfg(url=url, sha256_prefix=sha256_prefix, crop_pct=0.9, first_conv="patch_embed_list.0.proj")
+    return pretrained_cfg(url=url, sha256_prefix=sha256_prefix, crop_pct=0.9, first_conv="stages.0.patch_embed.proj")
 
 
 pretrained_cfgs = {
