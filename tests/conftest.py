@@ -31,6 +31,26 @@ ms.set_context(device_target="CPU")
 os.environ["MINDCV_LITE_HOME"] = tempfile.mkdtemp(prefix="mindcv_lite_home_")
 
 
+_COMPILE_CACHE_ENV = ("MS_COMPILER_CACHE_ENABLE", "MS_COMPILER_CACHE_PATH")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_execution_settings():
+    """`train()` / `validate()` run in-process set the execution mode and MindSpore's compile-cache switches for the
+    whole process (as they should for a command); restore them so a later test does not compile in graph mode or
+    through a cache it did not ask for."""
+    mode = ms.get_context("mode")
+    env = {name: os.environ.get(name) for name in _COMPILE_CACHE_ENV}
+    yield
+    if ms.get_context("mode") != mode:
+        ms.set_context(mode=mode)
+    for name, value in env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(params=[ms.GRAPH_MODE, ms.PYNATIVE_MODE], ids=["graph", "pynative"])
 def mode(request):
     """Run the test once in graph mode and once in pynative mode."""
