@@ -31,20 +31,21 @@ ms.set_context(device_target="CPU")
 os.environ["MINDCV_LITE_HOME"] = tempfile.mkdtemp(prefix="mindcv_lite_home_")
 
 
-_COMPILE_CACHE_ENV = ("MS_COMPILER_CACHE_ENABLE", "MS_COMPILER_CACHE_PATH")
+# What every test starts from: the execution mode and compile-cache switches as the session found them.
+_BASELINE_MODE = ms.get_context("mode")
+_BASELINE_CACHE_ENV = {name: os.environ.get(name) for name in ("MS_COMPILER_CACHE_ENABLE", "MS_COMPILER_CACHE_PATH")}
 
 
 @pytest.fixture(autouse=True)
 def _fresh_execution_settings():
-    """`train()` / `validate()` run in-process set the execution mode and MindSpore's compile-cache switches for the
-    whole process (as they should for a command); restore them so a later test does not compile in graph mode or
-    through a cache it did not ask for."""
-    mode = ms.get_context("mode")
-    env = {name: os.environ.get(name) for name in _COMPILE_CACHE_ENV}
+    """`train()` / `validate()` run in-process (also from module-scoped fixtures) set the execution mode and
+    MindSpore's compile-cache switches for the whole process, as they should for a command; put the session's
+    back after each test, so a later test neither compiles in graph mode nor loads a cached graph it did not ask
+    for (a stale cached graph ignores attribute changes such as set_distilled_training)."""
     yield
-    if ms.get_context("mode") != mode:
-        ms.set_context(mode=mode)
-    for name, value in env.items():
+    if ms.get_context("mode") != _BASELINE_MODE:
+        ms.set_context(mode=_BASELINE_MODE)
+    for name, value in _BASELINE_CACHE_ENV.items():
         if value is None:
             os.environ.pop(name, None)
         else:
