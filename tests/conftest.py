@@ -61,6 +61,15 @@ def mode(request):
     ms.set_context(mode=previous)
 
 
+@pytest.fixture
+def pynative():
+    """Run the test in pynative mode only (cheap, where graph mode adds nothing the test checks)."""
+    previous = ms.get_context("mode")
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    yield
+    ms.set_context(mode=previous)
+
+
 def reference_table(layout, name):
     """Rows (dict with name, shape, dtype[, attr_path]) of `fixtures/reference/<layout>/<name>.tsv`."""
     with open(REFERENCE_DIR / layout / f"{name}.tsv", newline="") as f:

@@ -99,15 +99,6 @@ def _student_and_teacher(tmp_path, teacher_name="pvt_v2_b0"):
     return student, create_teacher(teacher_name, teacher_ckpt, 3, 32), teacher_ckpt
 
 
-@pytest.fixture
-def pynative():
-    """Cheap; train.py's graph-mode runs below compile the same step."""
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    yield
-    ms.set_context(mode=previous)
-
-
 def test_teacher_is_frozen_in_the_train_step_and_absent_from_its_checkpoint(tmp_path, pynative):
     student, teacher, _ = _student_and_teacher(tmp_path)
     loss_fn = DistillationLoss(create_loss("CE", label_smoothing=0.1), "soft", alpha=0.5, tau=2.0)

@@ -28,14 +28,6 @@ class TinyNet(nn.Cell):
         return {"pos_embed", "cls_token"}
 
 
-@pytest.fixture
-def pynative():
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    yield
-    ms.set_context(mode=previous)
-
-
 def _values(net):
     return {param.name: param.asnumpy().copy() for param in net.trainable_params()}
 
