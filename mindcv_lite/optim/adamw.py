@@ -3,108 +3,35 @@
 MindSpore's own ``nn.AdamWeightDecay`` skips Adam's bias correction (its first updates are ~3x larger) and has no
 ``loss_scale`` argument, so it neither reproduces the mindcv recipes nor unscales gradients under a fixed loss scale.
 """
-import numpy as np
-
 import mindspore as ms
-from mindspore import Parameter, Tensor, nn, ops
-from mindspore.common.initializer import initializer
+from mindspore import ops
+
+from .adam_moments import AdamMoments, adamw_direction, write_back
 
 __all__ = ["AdamW"]
 
 _adamw_update = ops.MultitypeFuncGraph("adamw_update")
 
 
-@_adamw_update.register(
-    "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor",
-    "Bool", "Bool",
-)
-def _update_param(beta1, beta2, eps, bias_correction1, bias_correction2, lr, weight_decay, param, m, v, grad,
-                  decay_flag, optim_filter):
+@_adamw_update.register("Tuple", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Bool", "Bool")
+def _update_param(coefficients, lr, weight_decay, param, m, v, grad, decay_flag, optim_filter):
     """One AdamW step for one parameter, computed in float32 whatever the parameter's dtype."""
     if not optim_filter:
         return grad
     param_fp32 = ops.cast(param, ms.float32)
-    grad_fp32 = ops.cast(grad, ms.float32)
-    next_m = beta1 * ops.cast(m, ms.float32) + (1.0 - beta1) * grad_fp32
-    next_v = beta2 * ops.cast(v, ms.float32) + (1.0 - beta2) * ops.square(grad_fp32)
-    update = (next_m / bias_correction1) / (ops.sqrt(next_v / bias_correction2) + eps)
-    if decay_flag:
-        update = update + weight_decay * param_fp32
-    next_param = param_fp32 - lr * update
-    next_param = ops.depend(next_param, ops.assign(param, ops.cast(next_param, param.dtype)))
-    next_param = ops.depend(next_param, ops.assign(m, ops.cast(next_m, m.dtype)))
-    next_param = ops.depend(next_param, ops.assign(v, ops.cast(next_v, v.dtype)))
-    return ops.cast(next_param, param.dtype)
+    direction, next_m, next_v = adamw_direction(coefficients, weight_decay, param_fp32, m, v, grad, decay_flag)
+    return write_back(param_fp32 - lr * direction, param, m, v, next_m, next_v)
 
 
-def _set_loss_scale(optimizer: nn.Optimizer, loss_scale: float) -> None:
-    """Make ``optimizer.scale_grad`` divide gradients by ``loss_scale``, leaving weight decay alone.
-
-    ``nn.Optimizer(loss_scale=...)`` also multiplies weight decay by the loss scale, which is right for optimizers
-    that add the decay to the still-scaled gradient, and wrong here: AdamW and Lion decay the weights directly.
-    """
-    if loss_scale <= 0:
-        raise ValueError(f"loss_scale must be positive, got {loss_scale}.")
-    optimizer.loss_scale = float(loss_scale)
-    optimizer.reciprocal_scale = Tensor(1.0 / loss_scale, ms.float32)
-    optimizer.need_scale = loss_scale != 1.0
-
-
-class AdamW(nn.Optimizer):
+class AdamW(AdamMoments):
     """Adam with decoupled weight decay: ``p -= lr * (m_hat / (sqrt(v_hat) + eps) + weight_decay * p)``.
 
-    State parameters (saved with the optimizer): ``adam_m.<param>``, ``adam_v.<param>``, ``beta1_power``,
-    ``beta2_power`` (beta ** steps taken, for the bias correction), ``global_step`` and ``learning_rate``.
-    Gradients are divided by ``loss_scale`` first. Weight decay follows ``nn.Optimizer``: per group when ``params``
-    are groups, otherwise skipping parameters whose names contain 'beta' or 'gamma'.
+    State: ``adam_m.<param>``, ``adam_v.<param>``, ``beta1_power``, ``beta2_power`` (beta ** steps taken, for the
+    bias correction), ``global_step`` and ``learning_rate``; loss scale and weight decay as in :class:`AdamMoments`.
     """
+
+    update = _adamw_update
 
     def __init__(self, params, learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
                  loss_scale=1.0):
-        super().__init__(learning_rate, params, weight_decay)
-        _set_loss_scale(self, loss_scale)
-        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
-            raise ValueError(f"AdamW needs 0 <= beta1, beta2 < 1, got beta1={beta1}, beta2={beta2}.")
-        if eps <= 0:
-            raise ValueError(f"AdamW needs eps > 0, got {eps}.")
-        self.beta1 = Tensor(np.array([beta1], np.float32))
-        self.beta2 = Tensor(np.array([beta2], np.float32))
-        self.eps = Tensor(np.array([eps], np.float32))
-        self.moments1 = self._parameters.clone(prefix="adam_m", init="zeros")
-        self.moments2 = self._parameters.clone(prefix="adam_v", init="zeros")
-        self.beta1_power = Parameter(initializer(1.0, [1], ms.float32), name="beta1_power")
-        self.beta2_power = Parameter(initializer(1.0, [1], ms.float32), name="beta2_power")
-
-    def construct(self, gradients):
-        gradients = self.scale_grad(gradients)
-        lr = self.get_lr()
-        weight_decay = self.get_weight_decay()
-        self.assignadd(self.global_step, self.global_step_increase_tensor)
-        beta1_power = self.beta1_power * self.beta1
-        beta2_power = self.beta2_power * self.beta2
-        ops.assign(self.beta1_power, beta1_power)
-        ops.assign(self.beta2_power, beta2_power)
-        bias_correction1 = 1.0 - beta1_power
-        bias_correction2 = 1.0 - beta2_power
-        # Arguments are spelled out: graph mode compiles neither a partial of a partial nor *-unpacking.
-        if self.is_group_lr:
-            result = self.hyper_map(
-                ops.partial(_adamw_update, self.beta1, self.beta2, self.eps, bias_correction1, bias_correction2),
-                lr, weight_decay, self._parameters, self.moments1, self.moments2, gradients, self.decay_flags,
-                self.optim_filter,
-            )
-        elif self.is_group:
-            result = self.hyper_map(
-                ops.partial(_adamw_update, self.beta1, self.beta2, self.eps, bias_correction1, bias_correction2, lr),
-                weight_decay, self._parameters, self.moments1, self.moments2, gradients, self.decay_flags,
-                self.optim_filter,
-            )
-        else:
-            result = self.hyper_map(
-                ops.partial(_adamw_update, self.beta1, self.beta2, self.eps, bias_correction1, bias_correction2, lr,
-                            weight_decay),
-                self._parameters, self.moments1, self.moments2, gradients, self.decay_flags, self.optim_filter,
-            )
-        if self.use_parallel:
-            self.broadcast_params(result)
-        return result
+        super().__init__(params, learning_rate, beta1, beta2, eps, weight_decay, loss_scale, state_prefix="adam")

@@ -8,7 +8,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-from .adamw import _set_loss_scale
+from .adam_moments import set_loss_scale
 
 __all__ = ["Adan"]
 
@@ -54,7 +54,7 @@ class Adan(nn.Optimizer):
     def __init__(self, params, learning_rate=1e-3, beta1=0.98, beta2=0.92, beta3=0.99, eps=1e-8, weight_decay=0.0,
                  loss_scale=1.0):
         super().__init__(learning_rate, params, weight_decay)
-        _set_loss_scale(self, loss_scale)
+        set_loss_scale(self, loss_scale)
         if not all(0.0 <= beta < 1.0 for beta in (beta1, beta2, beta3)):
             raise ValueError(f"Adan needs 0 <= beta1, beta2, beta3 < 1, got {beta1}, {beta2}, {beta3}.")
         if eps <= 0:

@@ -4,7 +4,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-from .adamw import _set_loss_scale
+from .adam_moments import set_loss_scale
 
 __all__ = ["Lion"]
 
@@ -39,7 +39,7 @@ class Lion(nn.Optimizer):
 
     def __init__(self, params, learning_rate=2e-4, beta1=0.9, beta2=0.99, weight_decay=0.0, loss_scale=1.0):
         super().__init__(learning_rate, params, weight_decay)
-        _set_loss_scale(self, loss_scale)
+        set_loss_scale(self, loss_scale)
         if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
             raise ValueError(f"Lion needs 0 <= beta1, beta2 < 1, got beta1={beta1}, beta2={beta2}.")
         self.beta1 = Tensor(np.array([beta1], np.float32))
