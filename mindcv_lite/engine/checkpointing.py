@@ -3,8 +3,9 @@
 A checkpoint holds every Parameter of the `TrainStep` (weights, optimizer moments and step, loss scale, EMA
 weights, accumulated gradients) except the learning-rate schedule, which is rebuilt from the config; plus
 `epoch_num` / `step_num` (mindcv's names), the model name and the training set's class names. Weights are stored
-under mindcv's parameter names (`model.to_mindcv_key`), and training state under names that
-`mindcv_lite.models.load_checkpoint` skips, so the same file fine-tunes, validates, resumes, and loads into mindcv.
+under mindcv's parameter names (`model.to_mindcv_key`); the rest is handed to `save_checkpoint` as `extra`, whose
+names the file records so that `mindcv_lite.models.load_checkpoint` skips them: the same file fine-tunes,
+validates, resumes, and loads into mindcv.
 `epoch_num` counts finished epochs and `step_num` batches since the start, so `step_num - epoch_num * steps per
 epoch` is the data position of a mid-epoch checkpoint. Files are written atomically; `checkpoints.json` lists
 them (the latest, the best, their metrics) and can be rebuilt from the files.
@@ -93,10 +94,13 @@ def check_checkpoint_dir(directory, checkpoint_bytes=0):
 def save_train_checkpoint(path, train_step, model, model_name, epoch, global_step, class_names):
     """Write the full training state of `train_step` after `epoch` finished epochs and `global_step` batches."""
     key = _checkpoint_key_fn(model)
-    state = {key(p.name): p for p in _train_state(train_step)}
-    extra = {EPOCH_KEY: int(epoch), STEP_KEY: int(global_step), MODEL_KEY: model_name,
-             CLASS_NAMES_KEY: list(class_names)}
-    return save_checkpoint(state, path, extra)
+    weight_names = {p.name for p in model.get_parameters()}
+    weights, state = {}, {EPOCH_KEY: int(epoch), STEP_KEY: int(global_step), MODEL_KEY: model_name,
+                          CLASS_NAMES_KEY: list(class_names)}
+    for param in _train_state(train_step):
+        (weights if param.name in weight_names else state)[key(param.name)] = param
+    # handed over as training state: the checkpoint door records these names and skips them when loading weights
+    return save_checkpoint(weights, path, extra=state)
 
 
 def load_train_checkpoint(path, train_step, model, model_name, class_names, entries=None):

@@ -16,15 +16,18 @@ from ..utils.io import atomic_path
 
 _logger = logging.getLogger(__name__)
 
-# Optimizer moments, loss-scale and bookkeeping entries that MindSpore/mindcv training writes next to the weights.
-TRAINING_STATE_PREFIXES = ("adam_m.", "adam_v.", "moments.", "moment.", "moment1.", "moment2.", "accum.", "stat.",
-                           "lion_m.", "lamb_m.", "lamb_v.", "nadam_m.", "nadam_v.", "mu_product", "adan_m.", "adan_v.",
-                           "adan_n.", "adan_prev_grad.", "mean_grad.", "mean_square.", "optimizer.", "ema.",
-                           "global_step", "momentum",
-                           "learning_rate", "beta1_power", "beta2_power", "scale_sense", "loss_scale",
-                           "current_iterator_step", "last_overflow_iterator_step", "epoch_num", "step_num", "train.",
-                           "meta.")
+# mindcv's training checkpoints store MindSpore's optimizer and loss-scale state beside the weights under these
+# names (per-weight slots such as `adam_m.<weight>`, and counters); part of mindcv's file layout, like its
+# parameter names. Any other training state is listed in the file by whoever wrote it (TRAINING_STATE_KEY).
+MINDCV_TRAINING_STATE = ("adam_m.", "adam_v.", "moment1.", "moment2.", "moments.", "moment.", "mean_grad.",
+                         "mean_square.", "accum.", "stat.", "lamb_m.", "lamb_v.", "lion_m.", "nadam_m.", "nadam_v.",
+                         "ema.", "global_step", "learning_rate", "momentum", "beta1_power", "beta2_power",
+                         "scale_sense", "current_iterator_step", "last_overflow_iterator_step", "updates",
+                         "epoch_num", "step_num")
 
+# Where `save_checkpoint` records the names of the training state it was handed (`extra`), so that loading the
+# weights skips exactly those, whatever optimizer or engine wrote them.
+TRAINING_STATE_KEY = "checkpoint.training_state"
 
 # Where train.py stores the training set's class names beside the weights (infer.py shows them).
 CLASS_NAMES_KEY = "train.class_names"
@@ -34,8 +37,20 @@ class CheckpointMismatchError(ValueError):
     """The checkpoint's weights do not fit the model."""
 
 
-def _is_training_state(key):
-    return key.startswith(TRAINING_STATE_PREFIXES)
+def _training_state_names(entries):
+    """Names (exact, or prefixes ending in '.') of the non-weight entries: mindcv's, and those the file lists."""
+    listed = entries.get(TRAINING_STATE_KEY)
+    return MINDCV_TRAINING_STATE + (tuple(json.loads(listed)) if isinstance(listed, str) else ())
+
+
+def _state_name(key, weight_names):
+    """`adam_m.<weight>` -> 'adam_m.' (one prefix for a whole slot); any other name stays as it is."""
+    dot = key.find(".")
+    while dot != -1:
+        if key[dot + 1:] in weight_names:
+            return key[:dot + 1]
+        dot = key.find(".", dot + 1)
+    return key
 
 
 def _read_torch(path):
@@ -94,7 +109,10 @@ def model_weights(entries, use_ema=False):
         if not ema:
             raise ValueError("use_ema=True but the checkpoint holds no `ema.*` weights")
         return ema
-    return {k: v for k, v in entries.items() if isinstance(v, np.ndarray) and not _is_training_state(k)}
+    state = _training_state_names(entries)
+    prefixes = tuple(name for name in state if name.endswith("."))
+    return {k: v for k, v in entries.items()
+            if isinstance(v, np.ndarray) and k not in state and not k.startswith(prefixes)}
 
 
 def _adopt_norm_names(state, model_shapes):
@@ -247,8 +265,9 @@ def _append_value(value):
 def save_checkpoint(model_or_params, path, extra=None):
     """Write weights (a Cell, or {name: array}) to `path` atomically: `.safetensors` or MindSpore `.ckpt`.
 
-    `extra` is a {name: array or scalar or str} of training state stored beside the weights (.ckpt only; strings
-    and lists are stored JSON-encoded)."""
+    `extra` is the training state stored beside the weights, {name: array or scalar or str} (.ckpt only; strings
+    and lists are stored JSON-encoded): optimizer slots, EMA copies, counters, whatever the caller keeps. Its
+    names are recorded in the file (TRAINING_STATE_KEY), so loading the weights skips them."""
     if isinstance(model_or_params, ms.nn.Cell):
         weights = {p.name: p.asnumpy() for p in model_or_params.get_parameters()}
     else:
@@ -264,6 +283,7 @@ def save_checkpoint(model_or_params, path, extra=None):
             records = [{"name": k, "data": ms.Tensor(v)} for k, v in weights.items()]
             append = None
             if extra:
-                append = {k: _append_value(v) for k, v in extra.items()}
+                append = {k: _append_value(v.asnumpy() if hasattr(v, "asnumpy") else v) for k, v in extra.items()}
+                append[TRAINING_STATE_KEY] = json.dumps(sorted({_state_name(k, weights) for k in extra}))
             ms.save_checkpoint(records, tmp, append_dict=append)
     return path
