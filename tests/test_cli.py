@@ -35,7 +35,7 @@ def _bad_calls(tmp_path):
         ("demo", ["--data_dir", str(tmp_path / "demo"), "--ckpt_save_dir", str(blocker / "ckpt")], "a_file/ckpt"),
         ("plot", [str(tmp_path / "no_run")], "no_run"),
         ("average_checkpoints", [str(tmp_path)], "checkpoints.json"),
-        ("data.benchmark", ["--config", str(tmp_path / "missing.yaml")], "missing.yaml"),
+        ("data.benchmark", ["--data", str(tmp_path / "no_images")], "no_images"),
     ]  # fmt: skip
 
 

@@ -1,11 +1,12 @@
 """Data-pipeline throughput: images/s and CPU-ms per image, on a generated ImageNet-like folder.
 
-    python -m mindcv_lite.data.benchmark [--config configs/pit/pit_ti_ascend.yaml] [--images 512] [--workers 1 2]
+    python -m mindcv_lite.data.benchmark [--images 512] [--workers 1 2] [--auto_augment randaug-m9-mstd0.5-inc1 ...]
 
-Pipelines measured at the recipe's image size (224 for pit_ti), batch size from the recipe:
+Pipelines measured at --image_resize, with --batch_size; the augmentation flags (mindcv's names) default to
+pit_ti's recipe (mindcv's pit_ti_ascend):
   base   MindSpore's ImageFolderDataset + RandomCropDecodeResize/flip/Normalize/HWC2CHW (the C++ yardstick)
-  train  this package with the recipe's augmentation: for pit_ti RandAugment m9-mstd0.5-inc1, random erasing
-         0.25 ("random" fill), mixup 0.8 / cutmix 1.0
+  train  this package with that augmentation: RandAugment m9-mstd0.5-inc1, random erasing 0.25 ("random"
+         fill), mixup 0.8 / cutmix 1.0
   eval   this package's eval pipeline (resize int(224 / crop_pct), centre crop 224)
 CPU-ms per image is the process CPU time (all threads) divided by images, so it is the cost a device host pays
 whatever the worker count. Each figure is the best of --rounds rounds (other processes on the machine only
@@ -15,7 +16,6 @@ import argparse
 import os
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -23,27 +23,31 @@ import mindspore.dataset as ds
 import mindspore.dataset.vision as vision
 
 from ..utils.cli import run_command
-from ..utils.config import parse_args
-from .config import resolve_data_config
-from .constants import interpolation_mode
+from .constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, interpolation_mode
 from .dataset import create_dataset
 from .loader import create_loader
 from .transforms import create_transforms
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "pit" / "pit_ti_ascend.yaml"
-_TRANSFORM_KEYS = (
-    "image_resize", "scale", "ratio", "hflip", "vflip", "color_jitter", "interpolation", "auto_augment", "re_prob",
-    "re_scale", "re_ratio", "re_value", "re_max_attempts", "mean", "std", "crop_pct",
-)  # fmt: skip
+# pit_ti's recipe (mindcv's configs/pit/pit_ti_ascend.yaml): what the benchmark measures unless told otherwise
+PIT_TI_RECIPE = dict(image_resize=224, interpolation="bicubic", crop_pct=0.875, auto_augment="randaug-m9-mstd0.5-inc1",
+                     re_prob=0.25, re_value="random", mixup=0.8, cutmix=1.0, cutmix_prob=1.0, batch_size=128)
+SCALE, RATIO = (0.08, 1.0), (0.75, 1.333)  # random-resized-crop ranges: mindcv's defaults, also the recipe's
 
 
-def load_recipe(path):
-    """(transform kwargs, create_loader mix kwargs, batch size) of a training config."""
-    args = parse_args(["-c", str(path)])
-    resolved = dict(vars(args), **resolve_data_config(vars(args)))  # the recipe's, else the ImageNet defaults
-    transform = {key: resolved[key] for key in _TRANSFORM_KEYS}
+def _number_or_str(value):
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def _recipe(args):
+    """(transform kwargs, create_loader mix kwargs) from the command line."""
+    transform = dict(image_resize=args.image_resize, interpolation=args.interpolation, crop_pct=args.crop_pct,
+                     auto_augment=args.auto_augment or None, re_prob=args.re_prob, re_value=args.re_value,
+                     scale=SCALE, ratio=RATIO, mean=list(IMAGENET_DEFAULT_MEAN), std=list(IMAGENET_DEFAULT_STD))
     mix = dict(mixup=args.mixup, cutmix=args.cutmix, cutmix_prob=args.cutmix_prob)
-    return transform, mix, args.batch_size
+    return transform, mix
 
 
 def make_image_folder(root, num_images, num_classes=8, size=(500, 375), seed=0):
@@ -105,16 +109,29 @@ def measure(build, root, recipe, batch_size, workers, epochs):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="training recipe to read the augmentation from")
     parser.add_argument("--images", type=int, default=512, help="images per split")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the recipe's batch_size")
     parser.add_argument("--epochs", type=int, default=1, help="timed epochs per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="repetitions; the best one is reported")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--data", help="an existing ImageNet-style root to use instead of generated images")
+    recipe = parser.add_argument_group("augmentation (mindcv's names; defaults: pit_ti's recipe)")
+    recipe.add_argument("--batch_size", "--batch-size", type=int)
+    recipe.add_argument("--image_resize", type=int)
+    recipe.add_argument("--interpolation")
+    recipe.add_argument("--crop_pct", type=float)
+    recipe.add_argument("--auto_augment", help="'' = none")
+    recipe.add_argument("--re_prob", type=float)
+    recipe.add_argument("--re_value", type=_number_or_str, help="a number or 'random'")
+    recipe.add_argument("--mixup", type=float)
+    recipe.add_argument("--cutmix", type=float)
+    recipe.add_argument("--cutmix_prob", type=float)
+    parser.set_defaults(**PIT_TI_RECIPE)
     args = parser.parse_args(argv)
-    transform, mix, batch_size = load_recipe(args.config)
-    batch_size = args.batch_size or batch_size
+    if args.data is not None and not os.path.isdir(os.path.join(args.data, "train")):
+        raise FileNotFoundError(f"--data {args.data!r} has no train/ folder: give an ImageNet-style root "
+                                "(train/<class>/*.JPEG, val/<class>/*.JPEG) or leave --data out to generate images")
+    transform, mix = _recipe(args)
+    batch_size = args.batch_size
     recipe = (transform, mix)
     ds.config.set_seed(0)
     pipelines = (("base", base_pipeline), ("train", train_pipeline), ("eval", eval_pipeline))
@@ -123,7 +140,7 @@ def main(argv=None):
         if root is None:
             root = tmp
             make_image_folder(root, args.images)
-        print(f"recipe {args.config}: auto_augment={transform['auto_augment']} re_prob={transform['re_prob']} "
+        print(f"auto_augment={transform['auto_augment']} re_prob={transform['re_prob']} "
               f"re_value={transform['re_value']} mixup={mix['mixup']} cutmix={mix['cutmix']} "
               f"interpolation={transform['interpolation']} image_resize={transform['image_resize']}")  # fmt: skip
         print(f"{args.images} images/split, batch {batch_size}, {os.cpu_count()} CPUs, best of {args.rounds} rounds")
