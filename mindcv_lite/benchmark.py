@@ -24,7 +24,7 @@ from .utils.cli import run_command
 MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
 
 
-def build_step(model, what, num_classes):
+def build_step(model, what):
     """A callable running one inference or one training step (forward, backward, AdamW update)."""
     if what == "infer":
         model.set_train(False)
@@ -44,7 +44,7 @@ def run(model_name, batch_size=16, what="infer", mode="graph", img_size=224, ste
     model = create_model(model_name, num_classes=num_classes, img_size=img_size)
     if recompute:
         model.set_grad_checkpointing()
-    step = build_step(model, what, num_classes)
+    step = build_step(model, what)
     rng = np.random.default_rng(0)
     images = ms.Tensor(rng.standard_normal((batch_size, 3, img_size, img_size), dtype=np.float32))
     labels = ms.Tensor(rng.integers(0, num_classes, batch_size).astype(np.int32))

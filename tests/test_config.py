@@ -114,6 +114,12 @@ def test_unknown_yaml_key_stops_with_suggestion(tmp_path, capsys):
     assert "unknown key 'warmup_epoch'" in err and "Did you mean 'warmup_epochs'?" in err
 
 
+def test_mindcv_key_that_applies_to_no_model_here_says_why(tmp_path, capsys):
+    err = _parse_error(capsys, ["-c", _write_yaml(tmp_path, "aux_factor: 0.1\n")])
+    assert "unknown key 'aux_factor'" in err and "no model here has an auxiliary head" in err
+    assert "no model here has an auxiliary head" in _parse_error(capsys, ["--aux_factor", "0.1"])
+
+
 @pytest.mark.parametrize("argv, unknown, suggestion", [
     (["--batchsize", "32"], "--batchsize", "--batch_size"),
     (["--lrr=0.1"], "--lrr", "--lr"),

@@ -3,29 +3,17 @@ import numpy as np
 import pytest
 
 import mindspore as ms
-from mindspore import Tensor, nn
+from mindspore import Tensor
 
 from mindcv_lite.loss import create_loss
 
 RNG = np.random.default_rng(0)
 NUM_CLASSES = 5
 LOGITS = RNG.standard_normal((4, NUM_CLASSES)).astype(np.float32) * 2
-AUX_LOGITS = RNG.standard_normal((4, NUM_CLASSES)).astype(np.float32)
 LABELS = np.array([0, 2, 4, 1], np.int32)
 SOFT = RNG.random((4, NUM_CLASSES)).astype(np.float32)
 SOFT /= SOFT.sum(axis=1, keepdims=True)  # mixup-like target distributions
 CLASS_WEIGHT = np.array([1.0, 2.0, 0.5, 3.0, 1.5], np.float32)
-
-
-class WithAuxHead(nn.Cell):
-    """Builds the (main, aux) logits tuple inside the graph, as a network with an auxiliary head returns it."""
-
-    def __init__(self, loss):
-        super().__init__()
-        self.loss = loss
-
-    def construct(self, logits, aux_logits, labels):
-        return self.loss((logits, aux_logits), labels)
 
 
 def _log_softmax(x):
@@ -92,20 +80,6 @@ def test_bce_with_soft_targets_and_class_weight(mode):
     loss = create_loss("BCE", label_smoothing=0.1, weight=CLASS_WEIGHT)
     expected = _bce_reference(LOGITS, SOFT, 0.1, CLASS_WEIGHT).mean()
     assert _loss(loss, LOGITS, SOFT) == pytest.approx(expected, rel=1e-5)
-
-
-@pytest.mark.parametrize("name, reference", [
-    ("CE", lambda logits: _ce_reference(logits, np.eye(NUM_CLASSES)[LABELS], 0.1).mean()),
-    ("BCE", lambda logits: _bce_reference(logits, np.eye(NUM_CLASSES)[LABELS], 0.1).mean()),
-])
-def test_aux_logits_add_with_aux_factor(mode, name, reference):
-    labels = Tensor(LABELS)
-    with_aux = WithAuxHead(create_loss(name, label_smoothing=0.1, aux_factor=0.4))
-    expected = reference(LOGITS) + 0.4 * reference(AUX_LOGITS)
-    assert float(with_aux(Tensor(LOGITS), Tensor(AUX_LOGITS), labels).asnumpy()) == pytest.approx(expected, rel=1e-5)
-    main_only = WithAuxHead(create_loss(name, label_smoothing=0.1))
-    assert float(main_only(Tensor(LOGITS), Tensor(AUX_LOGITS), labels).asnumpy()) == pytest.approx(
-        reference(LOGITS), rel=1e-5)
 
 
 def test_bad_arguments_say_what_is_wrong():

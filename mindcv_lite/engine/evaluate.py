@@ -98,8 +98,7 @@ def validate(args):
             f"{num_classes}{' (the class folders of the dataset)' if not args.num_classes else ''}: pass "
             f"--num_classes {checkpoint_classes} if the dataset's labels are the checkpoint's")
     load_state(model, state, args.ckpt_path)
-    loss_fn = create_loss(args.loss, reduction="mean", label_smoothing=args.label_smoothing,
-                          aux_factor=args.aux_factor)
+    loss_fn = create_loss(args.loss, reduction="mean", label_smoothing=args.label_smoothing)
     metrics = evaluate(EvalStep(model, loss_fn, num_classes), loader, runtime)
     _logger.info("%s on %s (%s): top-1 %.2f%%  top-5 %.2f%%  loss %.4f  %d images  %.1f img/s", args.model,
                  os.path.join(args.data_dir, args.val_split), args.ckpt_path, 100 * metrics["top1"],

@@ -143,8 +143,7 @@ def _create_teacher(args, model, num_classes):
 
 def _create_train_step(args, model, runtime, steps_per_epoch, teacher=None):
     """Loss, lr schedule, optimizer and the compiled step; returns (train_step, optimizer, lr schedule)."""
-    loss_fn = create_loss(args.loss, reduction=args.reduction, label_smoothing=args.label_smoothing,
-                          aux_factor=args.aux_factor)
+    loss_fn = create_loss(args.loss, reduction=args.reduction, label_smoothing=args.label_smoothing)
     if teacher is not None:
         loss_fn = DistillationLoss(loss_fn, args.distillation_type, args.distillation_alpha, args.distillation_tau)
     accumulation = args.gradient_accumulation_steps

@@ -21,31 +21,19 @@ class CrossEntropySmooth(nn.Cell):
 
     Labels are class indices of shape (N,) (integer dtype) or target probabilities of shape (N, C) (float dtype,
     e.g. from mixup/cutmix); the smoothed target is ``target * (1 - smoothing) + smoothing / C`` in both cases.
-    ``logits`` may be a tuple ``(main, aux, ...)`` for networks with auxiliary heads: the loss is then
-    ``loss(main) + aux_factor * sum(loss(aux))``, and only ``main`` counts when ``aux_factor`` is 0.
     ``weight`` (C,) rescales each class, with ``mindspore.ops.cross_entropy``'s (= PyTorch's) normalisation.
     """
 
-    def __init__(self, smoothing=0.0, aux_factor=0.0, reduction="mean", weight=None):
+    def __init__(self, smoothing=0.0, reduction="mean", weight=None):
         super().__init__()
         self.smoothing = smoothing
-        self.aux_factor = aux_factor
         self.reduction = reduction
         self.weight = weight
 
-    def _loss(self, logits, labels):
+    def construct(self, logits, labels):
         return ops.cross_entropy(
             logits, labels, weight=self.weight, reduction=self.reduction, label_smoothing=self.smoothing
         )
-
-    def construct(self, logits, labels):
-        if not isinstance(logits, tuple):
-            return self._loss(logits, labels)
-        loss = self._loss(logits[0], labels)
-        if self.aux_factor > 0:
-            for aux_logits in logits[1:]:
-                loss = loss + self.aux_factor * self._loss(aux_logits, labels)
-        return loss
 
 
 class BinaryCrossEntropySmooth(nn.Cell):
@@ -53,13 +41,11 @@ class BinaryCrossEntropySmooth(nn.Cell):
 
     Integer labels (N,) are one-hot encoded first; float labels (N, C) are used as given. The target is then
     smoothed to ``target * (1 - smoothing) + smoothing / C``. ``weight`` (C,) rescales each class's term.
-    Tuple logits work as in :class:`CrossEntropySmooth`.
     """
 
-    def __init__(self, smoothing=0.0, aux_factor=0.0, reduction="mean", weight=None):
+    def __init__(self, smoothing=0.0, reduction="mean", weight=None):
         super().__init__()
         self.smoothing = smoothing
-        self.aux_factor = aux_factor
         self.reduction = reduction
         self.weight = weight
         self.on_value = Tensor(1.0, ms.float32)
@@ -74,18 +60,9 @@ class BinaryCrossEntropySmooth(nn.Cell):
             labels = labels * (1.0 - self.smoothing) + self.smoothing / num_classes
         return labels
 
-    def _loss(self, logits, targets):
-        return ops.binary_cross_entropy_with_logits(logits, targets, weight=self.weight, reduction=self.reduction)
-
     def construct(self, logits, labels):
-        if not isinstance(logits, tuple):
-            return self._loss(logits, self._targets(logits, labels))
-        targets = self._targets(logits[0], labels)
-        loss = self._loss(logits[0], targets)
-        if self.aux_factor > 0:
-            for aux_logits in logits[1:]:
-                loss = loss + self.aux_factor * self._loss(aux_logits, targets)
-        return loss
+        targets = self._targets(logits, labels)
+        return ops.binary_cross_entropy_with_logits(logits, targets, weight=self.weight, reduction=self.reduction)
 
 
 def create_loss(
@@ -93,7 +70,6 @@ def create_loss(
     weight: Optional[Union[Tensor, Sequence[float]]] = None,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
-    aux_factor: float = 0.0,
 ) -> nn.Cell:
     """Create a loss cell by name: 'CE' (softmax cross-entropy) or 'BCE' (sigmoid binary cross-entropy).
 
@@ -107,9 +83,7 @@ def create_loss(
         raise ValueError(f"Unknown reduction '{reduction}'. Choose one of {', '.join(_REDUCTIONS)}.")
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
-    if aux_factor < 0:
-        raise ValueError(f"aux_factor must be >= 0, got {aux_factor}.")
     if weight is not None and not isinstance(weight, Tensor):
         weight = Tensor(np.asarray(weight, dtype=np.float32))
     loss_cls = CrossEntropySmooth if loss_name == "CE" else BinaryCrossEntropySmooth
-    return loss_cls(smoothing=label_smoothing, aux_factor=aux_factor, reduction=reduction, weight=weight)
+    return loss_cls(smoothing=label_smoothing, reduction=reduction, weight=weight)

@@ -240,7 +240,6 @@ def _add_mindcv_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--loss", type=str.upper, default="CE", choices=["CE", "BCE"],
                        help="CE (softmax cross-entropy) or BCE (sigmoid binary cross-entropy); any case")
     group.add_argument("--label_smoothing", type=_float, default=0.0, help="Label smoothing")
-    group.add_argument("--aux_factor", type=_float, default=0.0, help="Weight of auxiliary-head losses")
     group.add_argument("--reduction", type=str, default="mean", choices=["mean", "sum", "none"],
                        help="Loss reduction")
 
@@ -310,7 +309,16 @@ def _find_config_path(argv: Sequence[str]) -> str:
     return probe.parse_known_args(argv)[0].config
 
 
+# mindcv keys that mean nothing for the models here: naming one stops with the reason (not a guess at a typo).
+_NOT_APPLICABLE = {
+    "aux_factor": "mindcv weights the losses of auxiliary heads with it (inception_v3, googlenet); no model here "
+                  "has an auxiliary head, so delete the key",
+}
+
+
 def _suggestion(name: str, valid: Sequence[str]) -> str:
+    if name.lstrip("-") in _NOT_APPLICABLE:
+        return f" {_NOT_APPLICABLE[name.lstrip('-')]}."
     close = difflib.get_close_matches(name, valid, n=1)
     return f" Did you mean '{close[0]}'?" if close else ""
 
