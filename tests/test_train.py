@@ -213,7 +213,8 @@ def test_finetune_with_other_num_classes_in_pynative(one_epoch_run, tmp_path):
 
 
 @pytest.mark.parametrize("extra, error, message", [
-    (["--amp_cast_list", "[nn.Dense]"], ValueError, "amp_cast_list"),
+    (["--amp_level", "O3", "--amp_cast_list", "[nn.Dense]"], ValueError, "amp_cast_list.*only acts with amp_level O1"),
+    (["--amp_cast_list", "[nn.Dens]"], ValueError, "did you mean nn.Dense"),
     (["--ckpt_save_policy", "top_k", "--val_while_train", "False"], ValueError, "val_while_train"),
     (["--resume", "auto", "--ckpt_path", "x.ckpt"], ValueError, "not both"),
     (["--resume", "missing.ckpt"], FileNotFoundError, "missing.ckpt"),

@@ -1,4 +1,5 @@
 """validate.py: metrics of a checkpoint whose accuracy is known by construction, and refusals of wrong input."""
+import importlib
 import json
 import math
 import subprocess
@@ -14,6 +15,7 @@ from mindcv_lite.models import CheckpointMismatchError, create_model, save_check
 from mindcv_lite.utils.config import add_validate_arguments, parse_args
 
 REPO = Path(__file__).resolve().parents[1]
+evaluate_module = importlib.import_module("mindcv_lite.engine.evaluate")  # the package exports a function of that name
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +60,25 @@ def test_reports_the_known_metrics_with_a_config_file(data_dir, always_class_0, 
     assert {key: written[key] for key in ("top1", "top5", "num_images")} == \
         {"top1": metrics["top1"], "top5": 1.0, "num_images": 12}
     assert written["loss"] == pytest.approx(loss, rel=1e-5)
+
+
+def test_val_amp_level_evaluates_in_float16_where_supported_and_in_float32_on_cpu(data_dir, always_class_0,
+                                                                                  monkeypatch, caplog):
+    path, loss = always_class_0
+    monkeypatch.setattr(importlib.import_module("mindcv_lite.engine.runtime"), "_warned", set())  # warnings: once
+    levels = []
+    record = evaluate_module.apply_mixed_precision
+    monkeypatch.setattr(evaluate_module, "apply_mixed_precision",
+                        lambda model, level: levels.append(level) or record(model, level))
+    argv = ["--model", "pit_ti", "--image_resize", "32", "--crop_pct", "1.0", "--data_dir", str(data_dir),
+            "--device_target", "CPU", "--mode", "1", "--ckpt_path", str(path), "--val_amp_level", "O3"]
+    metrics = validate(_args(*argv))
+    assert levels == ["O0"] and "val_amp_level=O3 is for Ascend/GPU" in caplog.text
+    assert metrics["loss"] == pytest.approx(loss, rel=1e-5)
+    monkeypatch.setattr(evaluate_module, "FLOAT16_DEVICES", ("CPU",))  # as on Ascend: float16 on this device
+    metrics = validate(_args(*argv))
+    assert levels == ["O0", "O3"]
+    assert metrics["top1"] == pytest.approx(1 / 3) and metrics["loss"] == pytest.approx(loss, rel=1e-3)
 
 
 @pytest.mark.parametrize("extra, error, message", [

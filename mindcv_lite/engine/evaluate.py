@@ -13,6 +13,7 @@ from ..models.checkpoint import CLASS_NAMES_KEY, checkpoint_num_classes, load_st
 from ..utils.io import atomic_path
 from .data_config import apply_data_config
 from .interruption import keep_sigterm_handler
+from .mixed_precision import FLOAT16_DEVICES, apply_mixed_precision
 from .progress import setup_logging
 from .runtime import all_reduce_sum, compile_settings, launched_by_msrun, setup_runtime, warn_once
 from .train_step import EvalStep
@@ -81,8 +82,11 @@ def validate(args):
                          "checkpoint to evaluate (ours or mindcv's)")
     if not os.path.isfile(args.ckpt_path):
         raise FileNotFoundError(f"--ckpt_path {args.ckpt_path!r} does not exist")
-    if args.val_amp_level not in ("O0",):
-        warn_once(f"val_amp_level={args.val_amp_level} is not used by validate.py; evaluating in float32")
+    amp_level = args.val_amp_level  # mindcv's validate.py key; training's own validation follows amp_level
+    if amp_level != "O0" and runtime.device_target not in FLOAT16_DEVICES:
+        warn_once(f"val_amp_level={amp_level} is for Ascend/GPU (float16 is slower on CPU): evaluating in float32 "
+                  "(O0)")
+        amp_level = "O0"
     apply_data_config(args)
     dataset, loader = create_eval_loader(args, runtime, args.val_split)
     num_classes = args.num_classes or dataset.num_classes()
@@ -98,6 +102,7 @@ def validate(args):
             f"{num_classes}{' (the class folders of the dataset)' if not args.num_classes else ''}: pass "
             f"--num_classes {checkpoint_classes} if the dataset's labels are the checkpoint's")
     load_state(model, state, args.ckpt_path)
+    apply_mixed_precision(model, amp_level)
     loss_fn = create_loss(args.loss, reduction="mean", label_smoothing=args.label_smoothing)
     metrics = evaluate(EvalStep(model, loss_fn, num_classes), loader, runtime)
     _logger.info("%s on %s (%s): top-1 %.2f%%  top-5 %.2f%%  loss %.4f  %d images  %.1f img/s", args.model,

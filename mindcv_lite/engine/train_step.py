@@ -35,6 +35,12 @@ def _zero_one(param):
     return ops.assign(param, ops.zeros_like(param))
 
 
+def _float32(outputs):
+    """Logits (a tensor or a tuple of them) in float32: under amp_level O2/O3 the network returns float16, and the
+    loss is computed in float32 (as mindcv's loss wrapper does)."""
+    return ops.functional.mixed_precision_cast(ms.float32, outputs)
+
+
 class TrainStep(nn.Cell):
     """`step(images, labels)` -> (loss, overflow): one training step of `network` under `loss_fn`.
 
@@ -96,11 +102,11 @@ class TrainStep(nn.Cell):
             self.ema_updates = Parameter(Tensor(0.0, ms.float32), name="train.ema_updates", requires_grad=False)
 
     def _scaled_loss(self, images, labels):
-        loss = self.loss_fn(self.network(images), labels)
+        loss = self.loss_fn(_float32(self.network(images)), labels)
         return loss * self.scale_sense.astype(loss.dtype)
 
     def _scaled_distillation_loss(self, images, labels, teacher_logits):
-        loss = self.loss_fn(self.network(images), labels, teacher_logits)
+        loss = self.loss_fn(_float32(self.network(images)), labels, _float32(teacher_logits))
         return loss * self.scale_sense.astype(loss.dtype)
 
     def construct(self, images, labels, update=True):

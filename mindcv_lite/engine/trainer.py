@@ -9,7 +9,6 @@ import math
 import os
 import sys
 
-import mindspore as ms
 
 from ..data import create_dataset, create_loader, create_transforms, set_epoch
 from ..loss import DistillationLoss, create_loss
@@ -25,7 +24,9 @@ from .data_config import apply_data_config
 from .curves import Curves
 from .distillation import check_distillation_args, create_teacher
 from .evaluate import create_eval_loader
+from .feeding import SINK_DEVICES, create_feed
 from .interruption import keep_sigterm_handler
+from .mixed_precision import FLOAT16_DEVICES, apply_mixed_precision, check_amp_args
 from .progress import LossMeter, setup_logging
 from .runtime import compile_settings, setup_runtime, warn_once
 from .train_step import EvalStep, TrainStep
@@ -37,9 +38,7 @@ _logger = logging.getLogger(__name__)
 
 def _check_args(args, runtime):
     """Refuse settings this engine cannot honour; degrade Ascend-only ones on CPU with one warning."""
-    if args.amp_cast_list:
-        raise ValueError(f"amp_cast_list={args.amp_cast_list!r} is not supported: remove it to use MindSpore's "
-                         "default cast lists for amp_level")
+    check_amp_args(args.amp_level, args.amp_cast_list)
     if args.reduction != "mean":
         raise ValueError(f"reduction={args.reduction!r}: training needs a scalar loss, use reduction: mean")
     check_distillation_args(args)
@@ -53,15 +52,13 @@ def _check_args(args, runtime):
         raise ValueError(f"epoch_size must be >= 1, got {args.epoch_size}")
     if args.ckpt_save_steps < 0:
         raise ValueError(f"ckpt_save_steps must be >= 0 (0 = no mid-epoch checkpoints), got {args.ckpt_save_steps}")
-    if runtime.device_target == "CPU":
-        if args.amp_level in ("O2", "O3", "O1", "auto"):
-            warn_once(f"amp_level={args.amp_level} is for Ascend/GPU (float16 is slower on CPU): training in "
-                      "float32 (O0)")
-            args.amp_level = "O0"
-        if args.dataset_sink_mode:
-            warn_once("dataset_sink_mode is not available on CPU: feeding batches from the host")
-    elif args.dataset_sink_mode:
-        warn_once("dataset_sink_mode: mindcv_lite's engine feeds batches from the host on every device")
+    if runtime.device_target not in FLOAT16_DEVICES:
+        if args.amp_level != "O0":
+            warn_once(f"amp_level={args.amp_level}{' with amp_cast_list' if args.amp_cast_list else ''} is for "
+                      "Ascend/GPU (float16 is slower on CPU): training in float32 (O0)")
+            args.amp_level, args.amp_cast_list = "O0", None
+    if args.dataset_sink_mode and runtime.device_target not in SINK_DEVICES:
+        warn_once(f"dataset_sink_mode is not available on {runtime.device_target}: feeding batches from the host")
 
 
 def _loss_scale_settings(args):
@@ -116,8 +113,7 @@ def _create_train_model(args, num_classes):
     model = create_model(args.model, num_classes=num_classes, pretrained=args.pretrained,
                          in_channels=args.in_channels, checkpoint_path=args.ckpt_path, drop_rate=args.drop_rate,
                          drop_path_rate=args.drop_path_rate, img_size=args.image_resize)
-    if args.amp_level != "O0":
-        ms.amp.auto_mixed_precision(model, args.amp_level)
+    apply_mixed_precision(model, args.amp_level, args.amp_cast_list)
     if args.recompute:
         model.set_grad_checkpointing()
     freeze_parameters(model, args.freeze_backbone, args.freeze_stages)
@@ -130,8 +126,7 @@ def _create_teacher(args, model, num_classes):
     if args.distillation_type == "none":
         return None
     teacher = create_teacher(args.teacher_model, args.teacher_ckpt, num_classes, args.image_resize, args.in_channels)
-    if args.amp_level != "O0":
-        ms.amp.auto_mixed_precision(teacher.model, args.amp_level)
+    apply_mixed_precision(teacher.model, args.amp_level, args.amp_cast_list)
     two_heads = getattr(model, "head_dist", None) is not None
     if two_heads:
         model.set_distilled_training(True)
@@ -239,8 +234,10 @@ def _run_epochs(ctx, loader, callbacks):
     ctx.losses = LossMeter(ctx.steps_per_epoch, ctx.global_step, nonfinite_ok=ctx.train_step.check_overflow,
                            checkpoint_dir=args.ckpt_save_dir)
     # Batches (order and augmentation) depend only on (seed, epoch, position): start where the checkpoint stopped.
-    set_epoch(loader, ctx.start_epoch, skip_batches=ctx.global_step - ctx.start_epoch * ctx.steps_per_epoch)
-    batches = loader.create_tuple_iterator(num_epochs=ctx.num_epochs - ctx.start_epoch)
+    skip_batches = ctx.global_step - ctx.start_epoch * ctx.steps_per_epoch
+    set_epoch(loader, ctx.start_epoch, skip_batches=skip_batches)
+    feed = create_feed(loader, ctx.train_step, ctx.num_epochs - ctx.start_epoch, ctx.steps_per_epoch, skip_batches,
+                       args.dataset_sink_mode, ctx.runtime.device_target)
     accumulation = args.gradient_accumulation_steps
     with callbacks:
         callbacks.on_train_begin(ctx)
@@ -248,9 +245,9 @@ def _run_epochs(ctx, loader, callbacks):
             ctx.epoch, ctx.record = epoch, {}
             ctx.train_step.set_train(True)
             callbacks.on_epoch_begin(ctx)
-            for images, labels in keep_sigterm_handler(batches):  # one epoch: the iterator stops at its end
+            for run_step in keep_sigterm_handler(feed.epoch()):
                 ctx.global_step += 1
-                loss, overflow = ctx.train_step(images, labels, ctx.global_step % accumulation == 0)
+                loss, overflow = run_step(ctx.global_step % accumulation == 0)
                 ctx.losses.update(loss, overflow)
                 callbacks.on_step_end(ctx)
             callbacks.on_epoch_end(ctx)

@@ -247,9 +247,11 @@ def _add_mindcv_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--amp_level", type=str, default="O0", choices=["O0", "O1", "O2", "O3", "auto"],
                        help="Automatic mixed precision level for training")
     group.add_argument("--val_amp_level", type=str, default="O0", choices=["O0", "O1", "O2", "O3", "auto"],
-                       help="Automatic mixed precision level for validation")
+                       help="Automatic mixed precision level of validate.py (validation during training follows "
+                            "amp_level)")
     group.add_argument("--amp_cast_list", type=str, default=None,
-                       help="Cells to cast, e.g. '[nn.Conv2d]'; None = MindSpore's lists")
+                       help="mindspore.nn cells cast to float16 at amp_level O1, or kept in float32 at O2, e.g. "
+                            "'[nn.Dense, nn.Conv2d]'; None = MindSpore's lists (Dense/Conv*; BatchNorm*/LayerNorm)")
     group.add_argument("--loss_scale_type", type=str, default="fixed", choices=["fixed", "dynamic", "auto"],
                        help="Loss scaling")
     group.add_argument("--loss_scale", type=_float, default=1.0, help="(Initial) loss scale")
