@@ -124,7 +124,8 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--what", choices=("infer", "train"), default="infer")
     parser.add_argument("--mode", choices=tuple(MODES), default="graph")
-    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--image_resize", "--image_size", "--img_size", "--img-size", dest="img_size", type=int,
+                        default=224, help="input size (the same flag as train.py's)")
     parser.add_argument("--steps", type=int, default=5, help="steady steps timed after the first")
     parser.add_argument("--num-classes", type=int, default=1000)
     parser.add_argument("--jit_level", choices=JIT_LEVELS, default="O0",
@@ -141,7 +142,7 @@ def main(argv=None):
         print(json.dumps(matmul_ceiling()))
         return
     if args.all:
-        child_argv = ["--batch-size", str(args.batch_size), "--mode", args.mode, "--img-size", str(args.img_size),
+        child_argv = ["--batch-size", str(args.batch_size), "--mode", args.mode, "--image_resize", str(args.img_size),
                       "--steps", str(args.steps), "--num-classes", str(args.num_classes), "--jit_level", args.jit_level]
         child_argv += [flag for flag in ("--compile_cache", "--recompute") if getattr(args, flag[2:])]
         models = list_models(args.models.split(","))

@@ -26,7 +26,7 @@ def main(argv=None):
     parser.add_argument("src", help="checkpoint to read")
     parser.add_argument("dst", help="file to write: .ckpt or .safetensors")
     parser.add_argument("--model", required=True, help="model name, see mindcv_lite.list_models()")
-    parser.add_argument("--image_resize", "--image_size", "--img_size", dest="img_size", type=int, default=None,
+    parser.add_argument("--image_resize", "--image_size", "--img_size", "--img-size", dest="img_size", type=int, default=None,
                         help="build the model for this resolution (position embeddings are resampled)")
     parser.add_argument("--use_ema", action="store_true", help="take the checkpoint's EMA weights")
     args = parser.parse_args(argv)

@@ -68,7 +68,7 @@ def main(argv=None):
     parser.add_argument("--model", required=True, help="registered model name (see mindcv_lite.list_models())")
     parser.add_argument("--ckpt_path", default="", help="weights to export (any layout the checkpoint door reads)")
     parser.add_argument("--num_classes", type=int, default=1000)
-    parser.add_argument("--image_resize", "--image_size", "--img_size", dest="image_size", type=int, default=None,
+    parser.add_argument("--image_resize", "--image_size", "--img_size", "--img-size", dest="image_size", type=int, default=None,
                         help="input height and width (default: the model's pretrained input size)")
     parser.add_argument("--batch_size", type=int, default=1)
     parser.add_argument("--file_format", type=str.upper, choices=tuple(FILE_FORMATS), default="MINDIR")

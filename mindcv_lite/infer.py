@@ -105,7 +105,7 @@ def main(argv=None):
     parser.add_argument("--ckpt_path", required=True, help="weights: ours, mindcv's, or timm's")
     parser.add_argument("--num_classes", type=int, default=None,
                         help="default: the number of classes of the checkpoint's classifier")
-    parser.add_argument("--image_resize", "--image_size", "--img_size", dest="image_size", type=int, default=None,
+    parser.add_argument("--image_resize", "--image_size", "--img_size", "--img-size", dest="image_size", type=int, default=None,
                         help="input size; default: the model's pretrained input size")
     parser.add_argument("--top_k", type=int, default=5)
     parser.add_argument("--mode", type=int, choices=(0, 1), default=1,

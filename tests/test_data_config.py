@@ -55,9 +55,20 @@ def test_a_recipe_wins_over_the_model(monkeypatch, tmp_path):
     assert (seen["interpolation"], seen["crop_pct"], seen["image_resize"]) == ("bilinear", 0.875, 64)
 
 
+INPUT_SIZE_FLAGS = ("--image_resize", "--image_size", "--img_size", "--img-size")
+
+
 def test_input_size_spellings_are_aliases():
-    for flag in ("--image_resize", "--image_size", "--img_size", "--img-size"):
+    for flag in INPUT_SIZE_FLAGS:
         assert parse_args([flag, "96"]).image_resize == 96
+
+
+@pytest.mark.parametrize("command", ["infer", "export", "convert", "benchmark", "data.benchmark"])
+def test_every_command_takes_the_same_input_size_flags(command, capsys):
+    with pytest.raises(SystemExit):
+        importlib.import_module(f"mindcv_lite.{command}").main(["--help"])
+    usage = capsys.readouterr().out
+    assert all(flag in usage for flag in INPUT_SIZE_FLAGS), usage
 
 
 def test_adapt_input_conv_sums_or_repeats_and_scales():

@@ -220,6 +220,7 @@ def test_finetune_with_other_num_classes_in_pynative(one_epoch_run, tmp_path):
     (["--resume", "missing.ckpt"], FileNotFoundError, "missing.ckpt"),
     (["--num_classes", "2"], ValueError, "3 class folders but num_classes=2"),
     (["--distribute", "True"], ValueError, "msrun --worker_num"),
+    (["--dataset_download", "True"], ValueError, "ImageNet cannot be downloaded"),
 ])  # fmt: skip
 def test_bad_settings_stop_before_training(data_dir, tmp_path, monkeypatch, extra, error, message):
     for name in ("MS_ROLE", "MS_WORKER_NUM", "RANK_ID"):

@@ -116,7 +116,7 @@ def main(argv=None):
     parser.add_argument("--data", help="an existing ImageNet-style root to use instead of generated images")
     recipe = parser.add_argument_group("augmentation (mindcv's names; defaults: pit_ti's recipe)")
     recipe.add_argument("--batch_size", "--batch-size", type=int)
-    recipe.add_argument("--image_resize", type=int)
+    recipe.add_argument("--image_resize", "--image_size", "--img_size", "--img-size", dest="image_resize", type=int)
     recipe.add_argument("--interpolation")
     recipe.add_argument("--crop_pct", type=float)
     recipe.add_argument("--auto_augment", help="'' = none")

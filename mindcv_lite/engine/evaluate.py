@@ -28,7 +28,8 @@ def create_eval_loader(args, runtime, split):
     dataset = create_dataset(args.dataset, root=args.data_dir, split=split, shuffle=False,
                              num_samples=args.num_samples, num_shards=runtime.world_size if runtime.distributed
                              else None, shard_id=runtime.rank if runtime.distributed else None,
-                             num_parallel_workers=args.num_parallel_workers, seed=args.seed)
+                             num_parallel_workers=args.num_parallel_workers, download=args.dataset_download,
+                             seed=args.seed)
     transform = create_transforms(args.dataset, image_resize=args.image_resize, is_training=False,
                                   crop_pct=args.crop_pct, interpolation=args.interpolation, mean=args.mean,
                                   std=args.std)

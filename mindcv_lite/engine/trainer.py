@@ -77,7 +77,7 @@ def _create_train_loader(args, runtime):
                              num_shards=runtime.world_size if runtime.distributed else None,
                              shard_id=runtime.rank if runtime.distributed else None,
                              num_parallel_workers=args.num_parallel_workers, num_aug_repeats=args.aug_repeats,
-                             seed=args.seed)
+                             download=args.dataset_download, seed=args.seed)
     transform = create_transforms(
         args.dataset, image_resize=args.image_resize, is_training=True, scale=args.scale, ratio=args.ratio,
         hflip=args.hflip, vflip=args.vflip, color_jitter=args.color_jitter, interpolation=args.interpolation,
