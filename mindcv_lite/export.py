@@ -15,6 +15,7 @@ import numpy as np
 import mindspore as ms
 
 from .models import create_model, get_pretrained_cfg
+from .models.layers.formulation import portable_formulations
 from .models.layers.gelu import replace_exact_gelu
 from .utils.cli import run_command
 from .utils.io import atomic_path
@@ -44,7 +45,8 @@ def export_model(model_name, output, file_format="MINDIR", ckpt_path="", num_cla
 
 
 def _export(model_name, output, file_format, ckpt_path, num_classes, image_size, batch_size):
-    model = create_model(model_name, num_classes=num_classes, checkpoint_path=ckpt_path, img_size=image_size)
+    with portable_formulations():  # no Custom operator (this machine's kernel library) in a deployment graph
+        model = create_model(model_name, num_classes=num_classes, checkpoint_path=ckpt_path, img_size=image_size)
     model.set_train(False)
     if file_format == "ONNX":
         replace_exact_gelu(model)

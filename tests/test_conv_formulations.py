@@ -1,12 +1,16 @@
-"""The convolution layers' two formulations (native Conv2D for Ascend/GPU, matmul / multiply-add rewrites for CPU)
-compute the same function with the same parameters: outputs and gradients agree to 1e-5 relative."""
+"""The convolution layers' formulations (native Conv2D for Ascend/GPU; on CPU the package's C++ kernel or the
+matmul / multiply-add rewrites) compute the same function with the same parameters: outputs and gradients agree to
+1e-5 relative."""
 import numpy as np
 import pytest
 
 import mindspore as ms
 from mindspore import nn, ops
 
+from mindcv_lite import kernels
 from mindcv_lite.models.layers import DepthwiseConv2d, PatchConv2d
+from mindcv_lite.models.layers import formulation as formulations
+from mindcv_lite.models.layers.formulation import CPU_KERNEL, NATIVE, REWRITE
 
 
 class _SquaredSum(nn.Cell):
@@ -32,12 +36,12 @@ class _Gradients(nn.Cell):
         return self.grad(self.loss, self.params)(x)
 
 
-def _both(layer_cls, args):
-    native, rewritten = layer_cls(*args, native=True), layer_cls(*args, native=False)
-    for a, b in zip(native.get_parameters(), rewritten.get_parameters()):
+def _both(layer_cls, args, formulation):
+    native, other = layer_cls(*args, formulation=NATIVE), layer_cls(*args, formulation=formulation)
+    for a, b in zip(native.get_parameters(), other.get_parameters()):
         assert a.name == b.name and a.shape == b.shape
         b.set_data(a.value())
-    return native, rewritten
+    return native, other
 
 
 def _assert_close(actual, expected):
@@ -46,20 +50,23 @@ def _assert_close(actual, expected):
 
 
 CASES = [
-    # (layer, constructor args, input NHWC): every kernel/stride/padding the models use, at odd sizes too
-    (PatchConv2d, (3, 8, 7, 4, 3), (2, 30, 27, 3)),      # PVTv2 stem: overlapping 7/4
-    (PatchConv2d, (4, 6, 3, 2, 1), (2, 15, 14, 4)),      # PVTv2 downsampling: overlapping 3/2
-    (PatchConv2d, (3, 5, 16, 8, 0), (2, 35, 33, 3)),     # PiT stem 16/8 (the last rows/columns are cropped)
-    (PatchConv2d, (4, 5, 4, 4, 0), (2, 16, 12, 4)),      # PVT patch embedding / spatial reduction (kernel = stride)
-    (PatchConv2d, (4, 5, 1, 1, 0), (2, 7, 7, 4)),        # PVTv2-li 1x1 reduction
-    (DepthwiseConv2d, (6, 1, 3, 1, 1), (2, 9, 8, 6)),    # PVTv2 MLP 3x3
-    (DepthwiseConv2d, (4, 2, 3, 2, 1), (2, 9, 10, 4)),   # PiT pooling: stride 2, channel multiplier 2
+    # (layer, constructor args, CPU formulation, input NHWC): every kernel/stride/padding the models use, odd sizes too
+    (PatchConv2d, (3, 8, 7, 4, 3), REWRITE, (2, 30, 27, 3)),        # PVTv2 stem: overlapping 7/4
+    (PatchConv2d, (4, 6, 3, 2, 1), REWRITE, (2, 15, 14, 4)),        # PVTv2 downsampling: overlapping 3/2
+    (PatchConv2d, (3, 5, 16, 8, 0), REWRITE, (2, 35, 33, 3)),       # PiT stem 16/8 (last rows/columns cropped)
+    (PatchConv2d, (4, 5, 4, 4, 0), REWRITE, (2, 16, 12, 4)),        # PVT patch embedding / reduction (kernel = stride)
+    (PatchConv2d, (4, 5, 1, 1, 0), REWRITE, (2, 7, 7, 4)),          # PVTv2-li 1x1 reduction
+    (DepthwiseConv2d, (6, 1, 3, 1, 1), REWRITE, (2, 9, 8, 6)),      # PVTv2 MLP 3x3
+    (DepthwiseConv2d, (6, 1, 3, 1, 1), CPU_KERNEL, (2, 9, 8, 6)),   # the same with the C++ kernel
+    (DepthwiseConv2d, (5, 1, 5, 1, 2), CPU_KERNEL, (3, 4, 7, 5)),   # kernel: 5x5, a map smaller than the kernel
+    (DepthwiseConv2d, (4, 2, 3, 2, 1), REWRITE, (2, 9, 10, 4)),     # PiT pooling: stride 2, channel multiplier 2
 ]
 
 
-@pytest.mark.parametrize("layer_cls, args, shape", CASES, ids=[f"{c[0].__name__}{c[1]}" for c in CASES])
-def test_cpu_formulation_matches_native_conv(layer_cls, args, shape, mode):
-    native, rewritten = _both(layer_cls, args)
+@pytest.mark.parametrize("layer_cls, args, formulation, shape", CASES,
+                         ids=[f"{c[0].__name__}{c[1]}-{c[2]}" for c in CASES])
+def test_cpu_formulation_matches_native_conv(layer_cls, args, formulation, shape, mode):
+    native, rewritten = _both(layer_cls, args, formulation)
     x = ms.Tensor(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
     _assert_close(rewritten(x).asnumpy(), native(x).asnumpy())
     (grad_x,), grad_params = _Gradients(rewritten)(x)
@@ -70,6 +77,35 @@ def test_cpu_formulation_matches_native_conv(layer_cls, args, shape, mode):
 
 
 def test_formulation_follows_the_device_target():
-    """On this CPU machine the layers pick the rewrites; the native path is what Ascend/GPU get."""
+    """On this CPU machine the layers pick the C++ kernel where one fits (the install step built it), else the
+    rewrites; the native path is what Ascend/GPU get."""
     assert ms.get_context("device_target") == "CPU"
-    assert not PatchConv2d(3, 4, 7, 4, 3).native and not DepthwiseConv2d(4).native
+    assert kernels.library_path() is not None, "the install step (pip install -e .) did not build the CPU kernels"
+    assert PatchConv2d(3, 4, 7, 4, 3).formulation == REWRITE
+    assert DepthwiseConv2d(4).formulation == CPU_KERNEL
+    assert DepthwiseConv2d(4, 2, 3, 2, 1).formulation == REWRITE
+    with formulations.portable_formulations():
+        assert DepthwiseConv2d(4).formulation == REWRITE
+    assert DepthwiseConv2d(4).formulation == CPU_KERNEL
+
+
+def test_missing_kernel_library_falls_back_to_the_rewrite_with_a_warning(monkeypatch):
+    monkeypatch.setattr(kernels, "library_path", lambda: None)
+    monkeypatch.setitem(formulations._state, "warned", False)
+    with pytest.warns(RuntimeWarning, match="build_ext --inplace"):
+        assert DepthwiseConv2d(4).formulation == REWRITE
+    with pytest.raises(RuntimeError, match="pip install -e"):
+        DepthwiseConv2d(4, formulation=CPU_KERNEL)
+
+
+def test_formulations_a_layer_cannot_compute_are_rejected():
+    with pytest.raises(ValueError, match="cpu_kernel"):
+        DepthwiseConv2d(4, 2, 3, 2, 1, formulation=CPU_KERNEL)
+    with pytest.raises(ValueError, match="cpu_kernel"):
+        PatchConv2d(3, 4, 7, 4, 3, formulation=CPU_KERNEL)
+
+
+def test_cpu_kernel_rejects_float16_with_a_clear_error(pynative):
+    layer = DepthwiseConv2d(4, formulation=CPU_KERNEL)
+    with pytest.raises(TypeError, match="float32 only"):
+        layer(ms.Tensor(np.zeros((1, 3, 3, 4), np.float16)))

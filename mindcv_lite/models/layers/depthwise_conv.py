@@ -5,7 +5,8 @@ import mindspore as ms
 from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import HeUniform, Uniform, initializer
 
-from .formulation import use_native_conv
+from ... import kernels
+from .formulation import CPU_KERNEL, NATIVE, REWRITE, check_formulation, kernel_or_rewrite, use_native_conv
 from .padding import pad_to_blocks, shifted_windows
 
 
@@ -16,14 +17,16 @@ class DepthwiseConv2d(nn.Cell):
     reads input channel `c`, the PyTorch grouped-convolution order. Padding is explicit and symmetric
     (MindSpore's `nn.Conv2d` default 'same' pads asymmetrically).
 
-    Two formulations with the same parameters, chosen once from the device target (`native` forces one): the
-    grouped `Conv2D` primitive (Ascend, GPU), or on CPU one multiply-add per kernel tap over shifted windows of the
-    once-padded map (MindSpore 2.10's CPU grouped Conv2D was over half of pvt_v2_b0's inference time). A stride
-    is handled by splitting the map into stride x stride phases first, so every window is a unit-step slice
-    (strided slices trip MindSpore 2.10's CPU StridedSliceGrad: "input memory out of bounds").
+    Three formulations with the same parameters, chosen once from the device target (`formulation` forces one, see
+    `formulation.py`): the grouped `Conv2D` primitive (Ascend, GPU); on CPU, for stride 1 and "same" padding
+    (PVTv2's 3x3), this package's fused C++ kernel; otherwise (PiT's stride-2 pooling, export) one multiply-add per
+    kernel tap over shifted windows of the once-padded map (MindSpore 2.10's CPU grouped Conv2D was over half of
+    pvt_v2_b0's inference time; the rewrite is fast but keeps every tap's product alive in MindSpore's CPU graph
+    runtime). A stride is handled by splitting the map into stride x stride phases first, so every window is a
+    unit-step slice (strided slices trip MindSpore 2.10's CPU StridedSliceGrad: "input memory out of bounds").
     """
 
-    def __init__(self, channels, multiplier=1, kernel_size=3, stride=1, padding=1, native=None):
+    def __init__(self, channels, multiplier=1, kernel_size=3, stride=1, padding=1, formulation=None):
         super().__init__()
         out_chans = channels * multiplier
         self.channels, self.multiplier = channels, multiplier
@@ -32,15 +35,23 @@ class DepthwiseConv2d(nn.Cell):
                                             ms.float32), name="weight")
         self.bias = Parameter(initializer(Uniform(1 / math.sqrt(kernel_size * kernel_size)), (out_chans,),
                                           ms.float32), name="bias")
-        self.native = use_native_conv() if native is None else native
-        if self.native:
+        kernel_fits = stride == 1 and multiplier == 1 and kernel_size % 2 == 1 and padding == kernel_size // 2
+        if formulation is None:
+            formulation = NATIVE if use_native_conv() else kernel_or_rewrite() if kernel_fits else REWRITE
+        self.formulation = check_formulation(formulation, (NATIVE, CPU_KERNEL, REWRITE) if kernel_fits
+                                             else (NATIVE, REWRITE))
+        if self.formulation == CPU_KERNEL:
+            self.kernel = kernels.depthwise_conv_same()
+        elif self.formulation == NATIVE:
             # Sizes as tuples: MindSpore 2.10's ONNX exporter fails on integer ones ("Cast value from type Int64Imm
             # to ValueTuple failed").
             self.conv = ops.Conv2D(out_channel=out_chans, kernel_size=(kernel_size,) * 2, pad_mode="pad",
                                    pad=(padding,) * 4, stride=(stride,) * 2, group=channels)
 
     def construct(self, x):
-        if self.native:
+        if self.formulation == CPU_KERNEL:
+            return self.kernel(x, self.weight, self.bias)
+        if self.formulation == NATIVE:
             return self.conv(x.transpose(0, 3, 1, 2), self.weight).transpose(0, 2, 3, 1) + self.bias
         batch, height, width, chans = x.shape
         k, s, r = self.kernel_size, self.stride, self.multiplier

@@ -1,13 +1,69 @@
-"""Which formulation the shared convolution layers compute with: MindSpore's native kernels or the CPU rewrites.
+"""Which formulation the shared layers compute with: MindSpore's native kernels, the package's CPU kernels, or
+rewrites into other standard ops.
 
 On Ascend and GPU the native `Conv2D` (symmetric padding, grouped for depthwise) is the fast and memory-lean path.
 MindSpore 2.10's CPU `Conv2D` is pathologically slow for the strided patch embeddings (3->64, k16 s8 on
 16x3x224x224: 2.2 s against 9 ms in PyTorch) and for grouped convolutions (PVTv2's 3x3 depthwise: over half of
-pvt_v2_b0's inference time), so on CPU the layers use matmul / multiply-add rewrites with the same parameters.
+pvt_v2_b0's inference time), so on CPU the layers use matmul / multiply-add rewrites with the same parameters, or,
+where one fits, a fused C++ kernel of this package (`mindcv_lite.kernels`): the rewrites cost memory on CPU, because
+MindSpore 2.10's CPU graph runtime keeps every intermediate of a graph alive.
+
+A layer reads its formulation once, when it is built (after the device is set).
 """
+import contextlib
+import warnings
+
 import mindspore as ms
+
+from ... import kernels
+
+NATIVE = "native"          # MindSpore's own operator (Ascend, GPU)
+CPU_KERNEL = "cpu_kernel"  # this package's C++ kernel, an ops.Custom "aot" operator (CPU)
+REWRITE = "rewrite"        # other standard operators computing the same function (CPU; exports to every format)
+
+_state = {"kernels_enabled": True, "warned": False}
 
 
 def use_native_conv():
-    """True unless MindSpore runs on CPU; read once, when a layer is built (after the device is set)."""
+    """True unless MindSpore runs on CPU."""
     return ms.get_context("device_target") != "CPU"
+
+
+def check_formulation(formulation, allowed):
+    if formulation not in allowed:
+        raise ValueError(f"formulation {formulation!r} is not available for this layer: use one of {allowed}")
+    if formulation == CPU_KERNEL and kernels.library_path() is None:
+        raise RuntimeError("the CPU kernel library was not built: run `pip install -e .` (or "
+                           "`python setup.py build_ext --inplace`) in the source checkout")
+    return formulation
+
+
+def kernel_or_rewrite():
+    """On CPU: the package's kernel when its library was built (and kernels are not disabled), else the rewrite.
+
+    A missing library is not an error (the package still imports and computes the same function everywhere), but
+    it is reported once: the rewrites need more memory on CPU.
+    """
+    if not _state["kernels_enabled"]:
+        return REWRITE
+    if kernels.library_path() is not None:
+        return CPU_KERNEL
+    if not _state["warned"]:
+        _state["warned"] = True
+        warnings.warn("mindcv_lite's CPU kernels were not built (no C++ compiler at install time?): the layers fall "
+                      "back to rewrites into standard operators, which compute the same function with more memory "
+                      "and time. Build them with `pip install -e .` or `python setup.py build_ext --inplace`.",
+                      RuntimeWarning, stacklevel=3)
+    return REWRITE
+
+
+@contextlib.contextmanager
+def portable_formulations():
+    """Layers built inside use only MindSpore's standard operators (export: a graph with a Custom operator would
+    point at this machine's kernel library, and ONNX has no such operator)."""
+    previous = _state["kernels_enabled"]
+    _state["kernels_enabled"] = False
+    try:
+        yield
+    finally:
+        _state["kernels_enabled"] = previous

@@ -13,7 +13,7 @@ import mindspore as ms
 from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import HeUniform, Uniform, initializer
 
-from .formulation import use_native_conv
+from .formulation import NATIVE, REWRITE, check_formulation, use_native_conv
 from .padding import pad_to_blocks, shifted_windows, zero_pad
 
 
@@ -22,10 +22,10 @@ class PatchConv2d(nn.Cell):
 
     Input (B, H, W, C_in) and output (B, H_out, W_out, C_out), with the usual
     H_out = (H + 2 * padding - kernel_size) // stride + 1; the padding is symmetric (zeros).
-    `native` forces a formulation (tests); by default it follows the device target.
+    `formulation` (NATIVE or REWRITE) forces one (tests); by default it follows the device target.
     """
 
-    def __init__(self, in_chans, out_chans, kernel_size, stride, padding=0, native=None):
+    def __init__(self, in_chans, out_chans, kernel_size, stride, padding=0, formulation=None):
         super().__init__()
         self.in_chans, self.out_chans = in_chans, out_chans
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
@@ -35,8 +35,10 @@ class PatchConv2d(nn.Cell):
         self.weight = Parameter(initializer(HeUniform(math.sqrt(5)), (out_chans, in_chans, kernel_size, kernel_size),
                                             ms.float32), name="weight")
         self.bias = Parameter(initializer(Uniform(1 / math.sqrt(fan_in)), (out_chans,), ms.float32), name="bias")
-        self.native = use_native_conv() if native is None else native
-        if self.native:
+        if formulation is None:
+            formulation = NATIVE if use_native_conv() else REWRITE
+        self.formulation = check_formulation(formulation, (NATIVE, REWRITE))
+        if self.formulation == NATIVE:
             # Sizes as tuples: MindSpore 2.10's ONNX exporter fails on integer ones.
             self.conv = ops.Conv2D(out_channel=out_chans, kernel_size=(kernel_size,) * 2, pad_mode="pad",
                                    pad=(padding,) * 4, stride=(stride,) * 2)
@@ -54,7 +56,7 @@ class PatchConv2d(nn.Cell):
         return w.reshape(m * m * s * s * self.in_chans, self.out_chans)
 
     def construct(self, x):
-        if self.native:
+        if self.formulation == NATIVE:
             return self.conv(x.transpose(0, 3, 1, 2), self.weight).transpose(0, 2, 3, 1) + self.bias
         batch, height, width, chans = x.shape
         m, s = self.blocks_per_kernel, self.stride

@@ -1,0 +1,53 @@
+"""The package's own CPU kernels, as MindSpore `ops.Custom` "aot" operators with their backward.
+
+The C++ sources in this folder are compiled into one library by the package's install step (`pip install -e .`, or
+`python setup.py build_ext --inplace` in a source checkout). `library_path()` is None when it was not built; the
+layers then keep their portable formulation (see `models/layers/formulation.py`).
+"""
+import os
+import sysconfig
+
+import mindspore as ms
+from mindspore import ops
+
+_LIBRARY = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        "_cpu_kernels" + sysconfig.get_config_var("EXT_SUFFIX"))
+_OPS = {}
+
+
+def library_path():
+    """The built kernel library, or None when the install step did not build it."""
+    return _LIBRARY if os.path.isfile(_LIBRARY) else None
+
+
+def _float32_like(name):
+    def infer_dtype(*dtypes):
+        # Custom's infer functions get tensor types (`Tensor[Float32]`), the element type behind them
+        if any(getattr(dtype, "element_type", lambda: dtype)() != ms.float32 for dtype in dtypes):
+            raise TypeError(f"the {name} CPU kernel computes in float32 only, got {dtypes}: run the model in float32 "
+                            "on CPU (amp_level O0)")
+        return dtypes[0]
+    return infer_dtype
+
+
+def _custom(function, out_shape, out_dtype, bprop=None):
+    if library_path() is None:
+        raise RuntimeError(f"mindcv_lite's CPU kernel library {_LIBRARY} is missing: build it with "
+                           "`pip install -e .` (or `python setup.py build_ext --inplace`) in the source checkout")
+    return ops.Custom(f"{_LIBRARY}:{function}", out_shape=out_shape, out_dtype=out_dtype, func_type="aot",
+                      bprop=bprop)
+
+
+def depthwise_conv_same():
+    """(x (B, H, W, C), weight (C, 1, K, K), bias (C,)) -> depthwise convolution, stride 1, zero padding (K - 1) / 2,
+    K odd. One primitive per process, shared by every layer."""
+    if "depthwise_conv_same" not in _OPS:
+        check = _float32_like("depthwise convolution")
+        grad = _custom("DepthwiseConvSameGrad", lambda dy, x, weight: (x, weight, [weight[0]]),
+                       lambda dy, x, weight: (check(dy, x, weight),) * 3)
+
+        def bprop(x, weight, bias, out, dout):
+            return grad(dout, x, weight)
+
+        _OPS["depthwise_conv_same"] = _custom("DepthwiseConvSame", lambda x, weight, bias: x, check, bprop)
+    return _OPS["depthwise_conv_same"]
