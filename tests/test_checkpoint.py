@@ -8,7 +8,7 @@ from safetensors.numpy import save_file
 
 import mindspore as ms
 
-from conftest import reference_state
+from conftest import reference_state, reference_table
 from mindcv_lite import create_model, load_checkpoint, save_checkpoint
 from mindcv_lite.convert import main as convert_main
 from mindcv_lite.models import CheckpointMismatchError, read_checkpoint
@@ -29,6 +29,17 @@ def save_mindcv_style(entries, path):
     """What mindcv's training writes: `Parameter.name` keys, tensors of any dtype, scalars as tensors."""
     ms.save_checkpoint([{"name": k, "data": ms.Tensor(v)} for k, v in entries.items()], str(path))
     return path
+
+
+@pytest.mark.parametrize("name", ["pit_ti", "pvt_tiny", "pvt_v2_b0"])
+def test_train_py_writes_every_weight_under_mindcvs_name_and_shape(name):
+    """What mindcv's `load_param_into_net` matches: the keys train.py writes (`to_mindcv_key` of each
+    Parameter.name) are mindcv's parameter names, with mindcv's shapes, for every family."""
+    model = create_model(name)
+    written = sorted((model.to_mindcv_key(p.name), tuple(p.shape)) for p in model.get_parameters())
+    mindcv = sorted((r["name"], tuple(int(s) for s in r["shape"].strip("[]").split(","))) for r in
+                    reference_table("mindcv", name))
+    assert written == mindcv
 
 
 @pytest.fixture(scope="module")

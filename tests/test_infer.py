@@ -29,10 +29,12 @@ def images(tmp_path):
             write_image(str(tmp_path / "tall.png"), size=(50, 90), mode="L", seed=1, class_index=2)]
 
 
-def _printed(capsys):
-    """{image path: [(name, percent), ...]} from the command's output."""
+def _printed(capsys, stderr_has=""):
+    """{image path: [(name, percent), ...]} from the command's output (stdout); stderr must hold `stderr_has`."""
     results, current = {}, None
-    for line in capsys.readouterr().out.splitlines():
+    captured = capsys.readouterr()
+    assert stderr_has in captured.err
+    for line in captured.out.splitlines():
         if not line.startswith("  "):
             current = results.setdefault(line, [])
             continue
@@ -77,7 +79,7 @@ def test_stored_class_folder_names_are_used(images, tmp_path, capsys):
     model = create_model("pit_ti", num_classes=3, img_size=SIZE)
     ckpt = save_checkpoint(model, tmp_path / "pit.ckpt", extra={"train.class_names": ["cat", "dog", "emu"]})
     main(["--model", "pit_ti", "--ckpt_path", str(ckpt), "--image_size", str(SIZE), *images])
-    printed = _printed(capsys)
+    printed = _printed(capsys, f"data config: image_resize {SIZE}, interpolation bicubic, crop_pct 0.9")  # pit_ti's
     _assert_same(printed, _expected(model, images, ["cat", "dog", "emu"], 3))
 
 

@@ -8,6 +8,7 @@ from mindcv_lite import create_model
 from mindcv_lite.engine import TrainStep
 from mindcv_lite.engine.mixed_precision import apply_mixed_precision, check_amp_args, parse_cast_list
 from mindcv_lite.loss import create_loss
+from mindcv_lite.models import layer_ids
 from mindcv_lite.optim import create_optimizer
 
 
@@ -47,10 +48,11 @@ def test_o1_casts_only_the_listed_cells_to_float16(pynative):
     reference = _pit()
     expected = reference(_images()).asnumpy()
     model = _pit()
-    names = [p.name for p in model.get_parameters()]
+    names, layers = [p.name for p in model.get_parameters()], layer_ids(model)
     apply_mixed_precision(model, "O1", "[nn.Dense]")
     assert _precision(model, nn.Dense) == {"FP16"} and _precision(model, nn.LayerNorm) == {"NOTSET"}
     assert [p.name for p in model.get_parameters()] == names  # checkpoints keep their keys
+    assert layer_ids(model) == layers  # layer_decay and freezing group the wrapped cells as before
     logits = model(_images())
     assert logits.dtype == ms.float32  # the listed cells' outputs go back to float32
     difference = np.abs(logits.asnumpy() - expected).max()

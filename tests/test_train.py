@@ -167,6 +167,9 @@ def test_checkpoint_holds_weights_in_mindcv_layout_and_the_training_state(data_d
     for prefix in ("", "adam_m.", "adam_v.", "ema."):
         assert {prefix + name for name in mindcv_names} <= set(entries), prefix
     assert "learning_rate" not in entries  # rebuilt from the config on resume
+    # the data config in use is logged (here the recipe's values)
+    assert "data config of pit_ti: image_resize 32, interpolation bicubic, crop_pct 0.875" in \
+        (one_epoch_run / "train.log").read_text()
 
     # mindcv loads by Parameter.name: a network whose parameters carry mindcv's names takes every weight
     mindcv_like = create_model("pit_ti", num_classes=3, img_size=32)

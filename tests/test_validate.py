@@ -1,6 +1,7 @@
 """validate.py: metrics of a checkpoint whose accuracy is known by construction, and refusals of wrong input."""
 import importlib
 import json
+import logging
 import math
 import subprocess
 import sys
@@ -65,6 +66,7 @@ def test_reports_the_known_metrics_with_a_config_file(data_dir, always_class_0, 
 def test_val_amp_level_evaluates_in_float16_where_supported_and_in_float32_on_cpu(data_dir, always_class_0,
                                                                                   monkeypatch, caplog):
     path, loss = always_class_0
+    caplog.set_level(logging.INFO, logger="mindcv_lite")
     monkeypatch.setattr(importlib.import_module("mindcv_lite.engine.runtime"), "_warned", set())  # warnings: once
     levels = []
     record = evaluate_module.apply_mixed_precision
@@ -74,6 +76,7 @@ def test_val_amp_level_evaluates_in_float16_where_supported_and_in_float32_on_cp
             "--device_target", "CPU", "--mode", "1", "--ckpt_path", str(path), "--val_amp_level", "O3"]
     metrics = validate(_args(*argv))
     assert levels == ["O0"] and "val_amp_level=O3 is for Ascend/GPU" in caplog.text
+    assert "data config of pit_ti: image_resize 32, interpolation bicubic, crop_pct 1.0" in caplog.text
     assert metrics["loss"] == pytest.approx(loss, rel=1e-5)
     monkeypatch.setattr(evaluate_module, "FLOAT16_DEVICES", ("CPU",))  # as on Ascend: float16 on this device
     metrics = validate(_args(*argv))
