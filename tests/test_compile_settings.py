@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mindcv_lite import kernels
 from mindcv_lite.engine.runtime import compile_cache_dir, compile_settings, configure_compilation
 from mindcv_lite.utils.config import parse_args
 
@@ -17,6 +18,14 @@ def test_cache_folder_is_per_configuration_and_stable(tmp_path):
     assert pit_ti == compile_cache_dir({"batch_size": 16, "model": "pit_ti"}, str(tmp_path))
     assert pit_ti != compile_cache_dir({"model": "pit_s", "batch_size": 16}, str(tmp_path))
     assert os.path.dirname(pit_ti) == str(tmp_path)
+
+
+def test_cache_folder_depends_on_the_kernel_library(tmp_path, monkeypatch):
+    """Without the CPU kernel library the layers build other operators: a graph cached with the kernels must not
+    be loaded."""
+    with_kernels = compile_cache_dir({"model": "pvt_v2_b0"}, str(tmp_path))
+    monkeypatch.setattr(kernels, "library_path", lambda: None)
+    assert compile_cache_dir({"model": "pvt_v2_b0"}, str(tmp_path)) != with_kernels
 
 
 def test_cache_root_defaults_to_mindcv_lite_home(tmp_path, monkeypatch):
@@ -42,6 +51,7 @@ import json, sys, time
 import numpy as np
 import mindspore as ms
 from mindspore import nn
+from mindcv_lite import kernels
 from mindcv_lite.engine.runtime import configure_compilation
 ms.set_context(mode=ms.GRAPH_MODE, device_target="CPU")
 ms.set_seed(0)

@@ -12,6 +12,7 @@ import numpy as np
 import mindspore as ms
 import mindspore.dataset as ds
 
+from .. import kernels
 from .peer_watchdog import start_scheduler_guardian, watch_peers
 
 __all__ = ["JIT_LEVELS", "MSRUN_ENV", "Runtime", "compile_cache_dir", "compile_settings", "configure_compilation",
@@ -76,8 +77,8 @@ def _cache_root():
 
 
 def compile_cache_dir(settings, root=""):
-    """A folder for MindSpore's compile cache, one per distinct `settings` (the resolved config of a run) and
-    version of this package's source.
+    """A folder for MindSpore's compile cache, one per distinct `settings` (the resolved config of a run), version
+    of this package's source (kernels included) and kernel library.
 
     MindSpore 2.10 checks a cached graph only against the hash of the entry script and of its imports outside
     sys.path (so not an installed mindcv_lite), never against the arguments the network was built with: pit_ti and
@@ -86,9 +87,13 @@ def compile_cache_dir(settings, root=""):
     """
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for path in sorted(glob.glob(os.path.join(package, "**", "*.py"), recursive=True)):
+    sources = [path for pattern in ("*.py", "*.cc", "*.h")
+               for path in glob.glob(os.path.join(package, "**", pattern), recursive=True)]
+    for path in sorted(sources):
         with open(path, "rb") as f:
             digest.update(f.read())
+    # A cached graph names the CPU kernel library by path, or (library not built) holds the fallback operators.
+    digest.update(str(kernels.library_path()).encode())
     return os.path.join(root or _cache_root(), f"ms{ms.__version__}-{digest.hexdigest()[:16]}")
 
 

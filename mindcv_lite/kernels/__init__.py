@@ -51,3 +51,16 @@ def depthwise_conv_same():
 
         _OPS["depthwise_conv_same"] = _custom("DepthwiseConvSame", lambda x, weight, bias: x, check, bprop)
     return _OPS["depthwise_conv_same"]
+
+
+def gelu_exact():
+    """x -> x * Phi(x), the exact (erf) GELU, float32 of any shape; its backward reads only x."""
+    if "gelu_exact" not in _OPS:
+        check = _float32_like("exact GELU")
+        grad = _custom("GeluExactGrad", lambda dy, x: x, check)
+
+        def bprop(x, out, dout):
+            return (grad(dout, x),)
+
+        _OPS["gelu_exact"] = _custom("GeluExact", lambda x: x, check, bprop)
+    return _OPS["gelu_exact"]

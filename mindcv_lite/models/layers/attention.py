@@ -3,6 +3,7 @@
 them freely; the plain one ignores the map size."""
 from mindspore import nn, ops
 
+from .gelu import ExactGELU
 from .norm import LayerNorm
 from .patch_conv import PatchConv2d
 from .pool import adaptive_avg_pool
@@ -89,7 +90,7 @@ class LinearSRAttention(_MultiHeadAttention):
         super().__init__(dim, num_heads, qkv_bias, attn_drop, proj_drop, fused_kv=True)
         self.sr = PatchConv2d(dim, dim, kernel_size=1, stride=1)
         self.norm = LayerNorm(dim, eps=sr_norm_eps)
-        self.act = nn.GELU(approximate=False)
+        self.act = ExactGELU()
 
     def _key_value_input(self, x, height, width):
         batch, _, dim = x.shape

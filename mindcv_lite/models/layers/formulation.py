@@ -25,7 +25,7 @@ _state = {"kernels_enabled": True, "warned": False}
 
 
 def use_native_conv():
-    """True unless MindSpore runs on CPU."""
+    """True unless MindSpore runs on CPU (then the layers pick a CPU kernel or rewrite)."""
     return ms.get_context("device_target") != "CPU"
 
 
@@ -38,23 +38,23 @@ def check_formulation(formulation, allowed):
     return formulation
 
 
-def kernel_or_rewrite():
-    """On CPU: the package's kernel when its library was built (and kernels are not disabled), else the rewrite.
+def kernel_or(fallback):
+    """On CPU: the package's kernel when its library was built (and kernels are not disabled), else `fallback`.
 
     A missing library is not an error (the package still imports and computes the same function everywhere), but
-    it is reported once: the rewrites need more memory on CPU.
+    it is reported once: the fallbacks need more memory and time on CPU.
     """
     if not _state["kernels_enabled"]:
-        return REWRITE
+        return fallback
     if kernels.library_path() is not None:
         return CPU_KERNEL
     if not _state["warned"]:
         _state["warned"] = True
         warnings.warn("mindcv_lite's CPU kernels were not built (no C++ compiler at install time?): the layers fall "
-                      "back to rewrites into standard operators, which compute the same function with more memory "
-                      "and time. Build them with `pip install -e .` or `python setup.py build_ext --inplace`.",
+                      "back to MindSpore's operators, which compute the same function with more memory and time. "
+                      "Build the kernels with `pip install -e .` or `python setup.py build_ext --inplace`.",
                       RuntimeWarning, stacklevel=3)
-    return REWRITE
+    return fallback
 
 
 @contextlib.contextmanager

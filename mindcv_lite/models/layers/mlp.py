@@ -1,9 +1,9 @@
 """Feed-forward variants of a transformer block. Both take tokens (B, N, C) and the token map's `height` and
-`width` (the plain one ignores them), so blocks can swap them freely. `nn.GELU()` in MindSpore 2.10 is the tanh
-approximation; the papers' code uses the erf form."""
+`width` (the plain one ignores them), so blocks can swap them freely."""
 from mindspore import nn
 
 from .depthwise_conv import DepthwiseConv2d
+from .gelu import ExactGELU
 
 
 class Mlp(nn.Cell):
@@ -12,7 +12,7 @@ class Mlp(nn.Cell):
     def __init__(self, in_features, hidden_features, drop=0.0):
         super().__init__()
         self.fc1 = nn.Dense(in_features, hidden_features)
-        self.act = nn.GELU(approximate=False)
+        self.act = ExactGELU()
         self.fc2 = nn.Dense(hidden_features, in_features)
         self.drop = nn.Dropout(p=drop)
 
@@ -30,7 +30,7 @@ class MlpWithDepthwiseConv(nn.Cell):
         self.fc1 = nn.Dense(in_features, hidden_features)
         self.relu = nn.ReLU() if extra_relu else nn.Identity()
         self.dwconv = DepthwiseConv2d(hidden_features, kernel_size=3, stride=1, padding=1)
-        self.act = nn.GELU(approximate=False)
+        self.act = ExactGELU()
         self.fc2 = nn.Dense(hidden_features, in_features)
         self.drop = nn.Dropout(p=drop)
 
