@@ -1,5 +1,7 @@
-"""Fine-tuning: layer-wise lr decay, freezing, recompute, and a shortened recipe through train()."""
+"""Fine-tuning: layer-wise lr decay, freezing, recompute, a shortened recipe through train(), and the mindcv keys
+aug_splits, resume_opt and eval_shuffle."""
 import logging
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,6 +13,8 @@ from mindspore import nn
 from _image_folders import make_image_folder
 from mindcv_lite import create_model
 from mindcv_lite.engine import train
+from mindcv_lite.engine.evaluate import create_eval_loader
+from mindcv_lite.engine.trainer import _check_args, _create_train_loader
 from mindcv_lite.models import read_checkpoint, save_checkpoint
 from mindcv_lite.models.pvt_v2 import PyramidVisionTransformerV2
 from mindcv_lite.optim import create_optimizer, freeze_parameters
@@ -165,3 +169,59 @@ def test_shortened_recipe_with_frozen_stages_and_layer_decay_trains(tmp_path, ca
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())  # the new keys reproduce the run
     assert (saved["layer_decay"], saved["freeze_stages"], saved["freeze_backbone"], saved["recompute"]) == \
         (0.75, 2, False, False)
+
+    # mindcv's resume_opt with ckpt_path continues that run (here: already finished) instead of starting anew.
+    args.ckpt_path, args.resume_opt = str(run_dir / "pit_ti-1_3.ckpt"), True
+    with caplog.at_level(logging.INFO):
+        assert train(args) == {}
+    assert any("Nothing to do: the checkpoint already finished epoch 1" in r.getMessage() for r in caplog.records)
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["resume"] == str(run_dir / "pit_ti-1_3.ckpt")
+
+
+_CPU = SimpleNamespace(device_target="CPU", distributed=False, world_size=1, rank=0)
+
+
+def _folder_args(data_dir, *extra):
+    return parse_args(["--data_dir", str(data_dir), "--image_resize", "32", "--batch_size", "4", "--seed", "7",
+                       "--num_parallel_workers", "1", "--device_target", "CPU", *extra])
+
+
+def _first_batch(loader):
+    images, labels = next(loader.create_tuple_iterator(num_epochs=1))
+    return images.asnumpy(), labels.asnumpy()
+
+
+def test_aug_splits_feeds_a_clean_and_two_auto_augmented_views_of_each_sample(tmp_path):
+    data_dir = make_image_folder(tmp_path, splits=("train",), num_classes=2, per_class=4, size=(32, 32))
+    recipe = ("--hflip", "0.5", "--color_jitter", "0")
+    split = _folder_args(data_dir, *recipe, "--aug_splits", "3", "--auto_augment", "randaug-m9-mstd0.5",
+                         "--re_prob", "0.5")
+    images, labels = _first_batch(_create_train_loader(split, _CPU)[1])
+    plain_images, plain_labels = _first_batch(_create_train_loader(_folder_args(data_dir, *recipe), _CPU)[1])
+    assert images.shape == (12, 3, 32, 32)
+    np.testing.assert_array_equal(labels, np.tile(plain_labels, 3))
+    # the clean third is the same crops and flips without auto_augment or erasing; the other two differ apart
+    np.testing.assert_array_equal(images[:4], plain_images)
+    assert not np.array_equal(images[4:8], images[8:]) and not np.array_equal(images[:4], images[4:8])
+    with pytest.raises(ValueError, match="set auto_augment"):
+        _check_args(_folder_args(data_dir, "--aug_splits", "3"), _CPU)
+
+
+def test_resume_opt_needs_ckpt_path_and_excludes_resume(tmp_path):
+    with pytest.raises(ValueError, match="set ckpt_path"):
+        _check_args(_folder_args(tmp_path, "--resume_opt"), _CPU)
+    with pytest.raises(ValueError, match="not both"):
+        _check_args(_folder_args(tmp_path, "--resume_opt", "--ckpt_path", "a.ckpt", "--resume", "auto"), _CPU)
+
+
+def test_eval_shuffle_reads_the_validation_set_in_a_seeded_shuffled_order(tmp_path):
+    data_dir = make_image_folder(tmp_path, splits=("val",), num_classes=4, per_class=3, size=(32, 32))
+
+    def labels(*extra):
+        loader = create_eval_loader(_folder_args(data_dir, "--batch_size", "12", *extra), _CPU, "val")[1]
+        return _first_batch(loader)[1]
+
+    in_order, shuffled = labels(), labels("--eval_shuffle", "True")
+    np.testing.assert_array_equal(in_order, np.repeat(np.arange(4), 3))
+    assert sorted(shuffled) == sorted(in_order) and not np.array_equal(shuffled, in_order)
+    np.testing.assert_array_equal(labels("--eval_shuffle", "True"), shuffled)  # the same order every time

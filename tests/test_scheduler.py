@@ -60,9 +60,37 @@ def test_exponential_decay_per_step_and_per_epoch():
                             lr_epoch_stair=True), [1.0, 1.0, 0.5, 0.5])
 
 
+def test_one_cycle_rises_from_lr_over_25_for_30_percent_then_falls_to_min_lr():
+    # torch's OneCycleLR (mindcv's one_cycle_lr): 20 steps, the peak at step 0.3 * 20 - 1 = 5, cosine both ways.
+    lrs = create_scheduler(4, "one_cycle", lr=1.0, min_lr=0.001, warmup_epochs=0, num_epochs=5)
+    start = 1.0 / 25
+    rise = [1.0 + (start - 1.0) * 0.5 * (1 + math.cos(math.pi * step / 5)) for step in range(6)]
+    fall = [0.001 + (1.0 - 0.001) * 0.5 * (1 + math.cos(math.pi * (step - 5) / 14)) for step in range(6, 20)]
+    _close(lrs, rise + fall)
+    assert (lrs[0], lrs[5], lrs[-1]) == pytest.approx((0.04, 1.0, 0.001))
+
+
+def test_cyclic_is_num_cycles_linear_triangles_between_min_lr_and_lr():
+    # torch's CyclicLR (mindcv's cyclic_lr): 12 steps, 2 cycles -> up for 3 steps, down for 3.
+    lrs = create_scheduler(3, "cyclic", lr=1.0, min_lr=0.25, warmup_epochs=0, num_epochs=4, num_cycles=2)
+    triangle = [0.25, 0.5, 0.75, 1.0, 0.75, 0.5]
+    _close(lrs, triangle * 2)
+
+
+@pytest.mark.parametrize("scheduler", ["one_cycle", "cyclic"])
+def test_whole_run_schedules_refuse_a_warmup_or_per_epoch_values_as_mindcv_does(scheduler):
+    with pytest.raises(ValueError, match="warmup_epochs 0 and lr_epoch_stair False"):
+        create_scheduler(4, scheduler, warmup_epochs=3, num_epochs=5)
+    with pytest.raises(ValueError, match="warmup_epochs 0 and lr_epoch_stair False"):
+        create_scheduler(4, scheduler, warmup_epochs=0, num_epochs=5, lr_epoch_stair=True)
+    with pytest.raises(ValueError, match="steps"):
+        create_scheduler(1, scheduler, warmup_epochs=0, num_epochs=1, num_cycles=2)
+
+
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 def test_one_value_per_step(scheduler):
-    lrs = create_scheduler(7, scheduler, warmup_epochs=2, decay_epochs=3, milestones=[2], num_epochs=9)
+    warmup_epochs = 0 if scheduler in ("one_cycle", "cyclic") else 2
+    lrs = create_scheduler(7, scheduler, warmup_epochs=warmup_epochs, decay_epochs=3, milestones=[2], num_epochs=9)
     assert len(lrs) == 63 and all(isinstance(lr, float) for lr in lrs)
 
 

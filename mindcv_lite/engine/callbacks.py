@@ -39,7 +39,7 @@ class RunContext:
         self.class_names = train_set.class_names
         self.steps_per_epoch = steps_per_epoch
         self.num_epochs = args.epoch_size
-        self.images_per_step = args.batch_size * runtime.world_size
+        self.images_per_step = args.batch_size * max(args.aug_splits, 1) * runtime.world_size  # splits: 3 views
         self.losses = None  # `LossMeter` of the step losses (summed on the device), set when the loop starts
         self.start_epoch = 0  # epochs finished before this process started (resume)
         self.epoch = 0  # the epoch in progress (1-based); after on_epoch_end, the one just finished

@@ -24,8 +24,9 @@ _logger = logging.getLogger(__name__)
 
 
 def create_eval_loader(args, runtime, split):
-    """The validation split as batches: resize, centre crop, normalise; sharded over ranks."""
-    dataset = create_dataset(args.dataset, root=args.data_dir, split=split, shuffle=False,
+    """The validation split as batches: resize, centre crop, normalise; sharded over ranks; in file order, or
+    shuffled with `eval_shuffle` (seeded by `seed`)."""
+    dataset = create_dataset(args.dataset, root=args.data_dir, split=split, shuffle=args.eval_shuffle,
                              num_samples=args.num_samples, num_shards=runtime.world_size if runtime.distributed
                              else None, shard_id=runtime.rank if runtime.distributed else None,
                              num_parallel_workers=args.num_parallel_workers, download=args.dataset_download,

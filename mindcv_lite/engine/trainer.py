@@ -42,6 +42,10 @@ def _check_args(args, runtime):
     if args.reduction != "mean":
         raise ValueError(f"reduction={args.reduction!r}: training needs a scalar loss, use reduction: mean")
     check_distillation_args(args)
+    if args.aug_splits and not args.auto_augment:
+        raise ValueError("aug_splits 3 feeds a clean and two auto-augmented views of every sample: set auto_augment "
+                         "(e.g. randaug-m9-mstd0.5-inc1), or aug_splits 0")
+    _resume_opt_as_resume(args)
     if args.ckpt_save_policy == "top_k" and not args.val_while_train:
         raise ValueError("ckpt_save_policy top_k ranks checkpoints by validation top-1: set val_while_train True "
                          "or use latest_k")
@@ -59,6 +63,21 @@ def _check_args(args, runtime):
             args.amp_level, args.amp_cast_list = "O0", None
     if args.dataset_sink_mode and runtime.device_target not in SINK_DEVICES:
         warn_once(f"dataset_sink_mode is not available on {runtime.device_target}: feeding batches from the host")
+
+
+def _resume_opt_as_resume(args):
+    """mindcv's `resume_opt: True` with `ckpt_path: P` continues the run saved in P: here that is `--resume P`.
+
+    The resolved config then reads `resume: P` (a `-c config.yaml` rerun resumes the same way)."""
+    if not args.resume_opt:
+        return
+    if not args.ckpt_path:
+        raise ValueError("resume_opt True continues the run saved in ckpt_path (optimizer state, learning rate, "
+                         "epoch): set ckpt_path, or use --resume PATH / --resume auto")
+    if args.resume:
+        raise ValueError("give either --resume, or resume_opt True with ckpt_path (mindcv's spelling), not both")
+    _logger.info("resume_opt: continuing the run saved in %s (as --resume %s)", args.ckpt_path, args.ckpt_path)
+    args.resume, args.ckpt_path, args.resume_opt = args.ckpt_path, "", False
 
 
 def _loss_scale_settings(args):
@@ -82,7 +101,8 @@ def _create_train_loader(args, runtime):
         args.dataset, image_resize=args.image_resize, is_training=True, scale=args.scale, ratio=args.ratio,
         hflip=args.hflip, vflip=args.vflip, color_jitter=args.color_jitter, interpolation=args.interpolation,
         auto_augment=args.auto_augment, mean=args.mean, std=args.std, re_prob=args.re_prob, re_scale=args.re_scale,
-        re_ratio=args.re_ratio, re_value=args.re_value, re_max_attempts=args.re_max_attempts)
+        re_ratio=args.re_ratio, re_value=args.re_value, re_max_attempts=args.re_max_attempts,
+        separate=args.aug_splits > 0)
     num_classes = args.num_classes or dataset.num_classes()
     if dataset.num_classes() > num_classes:
         raise ValueError(f"the training set has {dataset.num_classes()} class folders but num_classes="
@@ -90,7 +110,7 @@ def _create_train_loader(args, runtime):
     loader = create_loader(dataset, args.batch_size, drop_remainder=args.drop_remainder, is_training=True,
                            mixup=args.mixup, cutmix=args.cutmix, cutmix_prob=args.cutmix_prob,
                            num_classes=num_classes, transform=transform,
-                           num_parallel_workers=args.num_parallel_workers)
+                           num_parallel_workers=args.num_parallel_workers, separate=args.aug_splits > 0)
     steps = loader.get_dataset_size()
     if steps == 0:
         raise ValueError(f"the training set ({args.data_dir}/{args.train_split}) gives no batch of "

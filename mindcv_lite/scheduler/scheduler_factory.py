@@ -12,7 +12,11 @@ __all__ = ["SCHEDULERS", "create_scheduler"]
 
 _logger = logging.getLogger(__name__)
 
-SCHEDULERS = ("constant", "cosine_decay", "exponential_decay", "step_decay", "multi_step_decay")
+SCHEDULERS = ("constant", "cosine_decay", "exponential_decay", "step_decay", "multi_step_decay", "one_cycle", "cyclic")
+# Schedules that warm up by themselves over the whole run: mindcv refuses a warmup or per-epoch values with them.
+_WHOLE_RUN_SCHEDULERS = ("one_cycle", "cyclic")
+_ONE_CYCLE_DIV_FACTOR = 25.0  # mindcv's (and torch's OneCycleLR) initial lr = lr / 25
+_ONE_CYCLE_PCT_START = 0.3  # the share of the steps spent rising
 
 
 def create_scheduler(
@@ -42,6 +46,13 @@ def create_scheduler(
     - ``exponential_decay``: ``lr * decay_rate ** epoch``.
     - ``step_decay``: ``lr * decay_rate ** (epoch // decay_epochs)``, changing at epoch boundaries.
     - ``multi_step_decay``: ``lr * decay_rate ** (number of milestones <= epoch)``, changing at epoch boundaries.
+    - ``one_cycle`` (torch's OneCycleLR, two phases, cosine): from ``lr / 25`` up to ``lr`` over the first 30% of
+      the steps, then down to ``min_lr`` at the last step.
+    - ``cyclic`` (torch's CyclicLR, triangular): ``num_cycles`` linear triangles between ``min_lr`` and ``lr``
+      over the run, each rising for half of it.
+
+    ``one_cycle`` and ``cyclic`` span the whole run and warm up by themselves: as in mindcv they need
+    ``warmup_epochs`` 0 and ``lr_epoch_stair`` False.
 
     ``epoch`` is fractional (``step / steps_per_epoch``) unless ``lr_epoch_stair`` is True, which holds the value of
     each epoch's first step for the whole epoch.
@@ -56,6 +67,9 @@ def create_scheduler(
         raise ValueError(f"Unknown scheduler '{scheduler}'. Choose one of {', '.join(SCHEDULERS)}.")
     if warmup_epochs < 0 or num_epochs <= 0:
         raise ValueError(f"need warmup_epochs >= 0 and num_epochs > 0, got {warmup_epochs} and {num_epochs}.")
+    if scheduler in _WHOLE_RUN_SCHEDULERS:
+        return _whole_run_schedule(scheduler, steps_per_epoch * num_epochs, lr, min_lr, warmup_epochs,
+                                   lr_epoch_stair, num_cycles)
     if scheduler in ("cosine_decay", "step_decay") and decay_epochs <= 0:
         raise ValueError(f"scheduler '{scheduler}' needs decay_epochs > 0, got {decay_epochs}.")
     total_steps = num_epochs * steps_per_epoch
@@ -101,3 +115,30 @@ def create_scheduler(
 
     return [warmup_lr(step) for step in range(warmup_steps)] + [main_lr(step)
                                                                  for step in range(total_steps - warmup_steps)]
+
+
+def _whole_run_schedule(scheduler, total_steps, lr, min_lr, warmup_epochs, lr_epoch_stair, num_cycles):
+    """mindcv's one_cycle and cyclic: per-step values over the whole run, without a separate warmup."""
+    if warmup_epochs > 0 or lr_epoch_stair:
+        raise ValueError(f"scheduler '{scheduler}' warms up by itself and changes lr every step: set "
+                         f"warmup_epochs 0 and lr_epoch_stair False (got {warmup_epochs} and {lr_epoch_stair}).")
+    if scheduler == "one_cycle":
+        rise_end = _ONE_CYCLE_PCT_START * total_steps - 1  # the step at which lr peaks, as torch counts it
+        if rise_end <= 0:
+            raise ValueError(f"one_cycle needs at least 4 steps in the run, got {total_steps}.")
+        start, end = lr / _ONE_CYCLE_DIV_FACTOR, total_steps - 1
+
+        def anneal(first, last, progress):  # cosine from `first` (progress 0) to `last` (progress 1)
+            return last + (first - last) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        return [anneal(start, lr, step / rise_end) if step <= rise_end
+                else anneal(lr, min_lr, (step - rise_end) / (end - rise_end)) for step in range(total_steps)]
+    if num_cycles < 1:
+        raise ValueError(f"cyclic needs num_cycles >= 1, got {num_cycles}.")
+    half_cycle = total_steps // num_cycles // 2
+    if half_cycle < 1:
+        raise ValueError(f"cyclic with num_cycles={num_cycles} needs at least {2 * num_cycles} steps in the run, got "
+                         f"{total_steps}: lower num_cycles.")
+    # the position in the current triangle, 0 at min_lr, 1 at lr
+    return [min_lr + (lr - min_lr) * (1.0 - abs(step % (2 * half_cycle) / half_cycle - 1.0))
+            for step in range(total_steps)]

@@ -121,6 +121,7 @@ def _add_mindcv_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--num_parallel_workers", type=_int, default=8,
                        help="Data-loading worker processes")
     _bool_flag(group, "--shuffle", True, "Shuffle the training set")
+    _bool_flag(group, "--eval_shuffle", False, "Read the validation set in a shuffled order (seeded by seed)")
     group.add_argument("--num_samples", type=_int, default=None,
                        help="Use only this many samples; None = all")
     group.add_argument("--batch_size", type=_int, default=128, help="Batch size per device")
@@ -143,6 +144,9 @@ def _add_mindcv_arguments(parser: argparse.ArgumentParser) -> None:
                        help="Resize interpolation, e.g. bilinear, bicubic; None = the model's pretrained one")
     group.add_argument("--auto_augment", type=str, default=None,
                        help="AutoAugment policy, e.g. randaug-m9-mstd0.5-inc1; None = off")
+    group.add_argument("--aug_splits", type=_int, default=0, choices=[0, 3],
+                       help="Augmentation splits: 3 = every sample enters a step three times, clean and with two "
+                            "independent auto_augment draws (3 x batch_size images; needs auto_augment); 0 = off")
     group.add_argument("--re_prob", type=_float, default=0.0, help="Random erasing probability")
     group.add_argument("--re_scale", type=_float, nargs=2, default=[0.02, 0.33], metavar=("MIN", "MAX"),
                        help="Random erasing area range")
@@ -176,6 +180,9 @@ def _add_mindcv_arguments(parser: argparse.ArgumentParser) -> None:
                        help="Load model weights from this checkpoint; '' = none")
     group.add_argument("--resume", type=str, default="",
                        help="Resume training (model, optimizer, epoch) from this checkpoint; '' = none")
+    _bool_flag(group, "--resume_opt", False,
+               "mindcv's spelling of resume: with ckpt_path, continue the run saved there (weights, optimizer, lr "
+               "position, epoch), as --resume ckpt_path")
     group.add_argument("--keep_checkpoint_max", type=_int, default=10, help="Checkpoints to keep")
     group.add_argument("--ckpt_save_dir", type=str, default="./ckpt", help="Checkpoint directory")
     group.add_argument("--ckpt_save_interval", type=_int, default=1, help="Save every N epochs")
@@ -218,8 +225,10 @@ def _add_mindcv_arguments(parser: argparse.ArgumentParser) -> None:
 
     group = parser.add_argument_group("Scheduler")
     group.add_argument("--scheduler", type=str, default="cosine_decay",
-                       choices=["constant", "cosine_decay", "exponential_decay", "step_decay", "multi_step_decay"],
-                       help="Learning-rate schedule after warmup")
+                       choices=["constant", "cosine_decay", "exponential_decay", "step_decay", "multi_step_decay",
+                                "one_cycle", "cyclic"],
+                       help="Learning-rate schedule after warmup; one_cycle and cyclic span the whole run "
+                            "(warmup_epochs 0)")
     group.add_argument("--lr", type=_float, default=0.001, help="Peak learning rate")
     group.add_argument("--min_lr", type=_float, default=1e-6, help="Final cosine learning rate")
     group.add_argument("--warmup_epochs", type=_int, default=3, help="Linear warmup epochs")
@@ -232,7 +241,7 @@ def _add_mindcv_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--multi_step_decay_milestones", type=_int, nargs="+", default=[30, 60, 90],
                        help="Epochs after warmup where multi_step_decay multiplies lr by decay_rate")
     _bool_flag(group, "--lr_epoch_stair", False, "Keep lr constant within each epoch")
-    group.add_argument("--num_cycles", type=_int, default=1, help="Cosine cycles")
+    group.add_argument("--num_cycles", type=_int, default=1, help="Cosine cycles, or cyclic's triangles")
     group.add_argument("--cycle_decay", type=_float, default=1.0,
                        help="Peak lr factor from one cosine cycle to the next")
 
