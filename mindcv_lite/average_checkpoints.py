@@ -18,7 +18,7 @@ import numpy as np
 from .engine.checkpointing import CLASS_NAMES_KEY, MANIFEST, MODEL_KEY
 from .models import read_checkpoint, save_checkpoint
 from .models.checkpoint import model_weights
-from .utils.cli import run_command
+from .utils.cli import ArgumentParser, run_command
 
 __all__ = ["average_checkpoints", "top_checkpoints"]
 
@@ -64,7 +64,7 @@ def average_checkpoints(paths, output, use_ema=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", help="a run directory (its checkpoints.json), or checkpoint files")
     parser.add_argument("-n", "--num", type=int, default=5, help="with a run directory: how many of the best")
     parser.add_argument("--output", default="", help="file to write (.ckpt or .safetensors); default with a run "

@@ -19,7 +19,7 @@ from mindspore import nn, ops
 
 from .engine.runtime import JIT_LEVELS, compile_cache_dir, configure_compilation
 from .models import create_model, list_models
-from .utils.cli import run_command
+from .utils.cli import ArgumentParser, run_command
 
 MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
 
@@ -116,7 +116,7 @@ def format_table(results):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="pit_ti")
     parser.add_argument("--all", action="store_true",
                         help="every registered model (or those matching --models), inference and training: a table")

@@ -10,7 +10,7 @@ import sys
 
 from .models import create_model, save_checkpoint
 from .models.checkpoint import load_with_checkpoint_classes, read_checkpoint
-from .utils.cli import run_command
+from .utils.cli import ArgumentParser, run_command
 
 
 def convert(src, dst, model_name, img_size=None, use_ema=False):
@@ -22,7 +22,7 @@ def convert(src, dst, model_name, img_size=None, use_ema=False):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", help="checkpoint to read")
     parser.add_argument("dst", help="file to write: .ckpt or .safetensors")
     parser.add_argument("--model", required=True, help="model name, see mindcv_lite.list_models()")

@@ -17,7 +17,7 @@ import mindspore as ms
 from .models import create_model, get_pretrained_cfg
 from .models.layers.formulation import portable_formulations
 from .models.layers.gelu import replace_exact_gelu
-from .utils.cli import run_command
+from .utils.cli import ArgumentParser, run_command
 from .utils.io import atomic_path
 
 FILE_FORMATS = {"MINDIR": ".mindir", "ONNX": ".onnx"}
@@ -66,7 +66,7 @@ def _export(model_name, output, file_format, ckpt_path, num_classes, image_size,
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="registered model name (see mindcv_lite.list_models())")
     parser.add_argument("--ckpt_path", default="", help="weights to export (any layout the checkpoint door reads)")
     parser.add_argument("--num_classes", type=int, default=1000)

@@ -19,7 +19,7 @@ from .data.image_bytes import CorruptImageError, decode_to_bmp
 from .data.imagenet_classes import IMAGENET_CLASSES
 from .models import create_model, get_pretrained_cfg, read_checkpoint
 from .models.checkpoint import CLASS_NAMES_KEY, load_state, load_with_checkpoint_classes, model_state
-from .utils.cli import run_command
+from .utils.cli import ArgumentParser, run_command
 
 __all__ = ["classify", "class_names_for", "load_images"]
 
@@ -99,7 +99,7 @@ def classify(model_name, ckpt_path, paths, num_classes=None, image_size=None, to
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
     parser.add_argument("--model", required=True, help="registered model name (see mindcv_lite.list_models())")
     parser.add_argument("--ckpt_path", required=True, help="weights: ours, mindcv's, or timm's")

@@ -7,12 +7,12 @@ validation top-1 (solid) / top-5 (dashed) against epoch, one colour per run. Eve
 import argparse
 import sys
 
-from .utils.cli import run_command
+from .utils.cli import ArgumentParser, run_command
 from .utils.curves import plot_runs
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+", help="training runs (ckpt_save_dir with metrics.jsonl)")
     parser.add_argument("--output", default="curves.png", help="PNG file to write")
     parser.add_argument("--labels", nargs="+", default=None, help="legend names, one per run (default: folder names)")

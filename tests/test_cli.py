@@ -36,6 +36,8 @@ def _bad_calls(tmp_path):
         ("plot", [str(tmp_path / "no_run")], "no_run"),
         ("average_checkpoints", [str(tmp_path)], "checkpoints.json"),
         ("data.benchmark", ["--data", str(tmp_path / "no_images")], "no_images"),
+        ("benchmark", ["--batch-size", "many"], "argument --batch-size"),  # argparse's own errors: one line too
+        ("average_checkpoints", [str(tmp_path), "--no_such_flag"], "--no_such_flag"),
     ]  # fmt: skip
 
 
@@ -51,7 +53,8 @@ def test_a_user_error_is_one_line_and_a_non_zero_exit(tmp_path, capsys, monkeypa
             stderr = stopped.value.code
         assert "Traceback" not in stderr, (command, stderr)
         errors = [line for line in stderr.splitlines() if "error" in line or line.startswith(command.split(".")[-1])]
-        assert len(errors) == 1 and names in errors[0], (command, stderr)  # argparse adds a usage line before it
+        assert len(errors) == 1 and names in errors[0], (command, stderr)
+        assert not [line for line in stderr.splitlines() if line.startswith("usage:")], (command, stderr)
 
 
 def test_infer_classifies_the_readable_images_and_names_the_unreadable_one(tmp_path):

@@ -22,7 +22,7 @@ from PIL import Image
 import mindspore.dataset as ds
 import mindspore.dataset.vision as vision
 
-from ..utils.cli import run_command
+from ..utils.cli import ArgumentParser, run_command
 from .constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, interpolation_mode
 from .dataset import create_dataset
 from .loader import create_loader
@@ -108,7 +108,7 @@ def measure(build, root, recipe, batch_size, workers, epochs):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=512, help="images per split")
     parser.add_argument("--epochs", type=int, default=1, help="timed epochs per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="repetitions; the best one is reported")

@@ -1,14 +1,31 @@
 """The one entry-point wrapper of every command (train.py, validate.py, python -m mindcv_lite.<command>): a user
 error ends the command with a one-line message and a non-zero exit code, never a traceback."""
+import argparse
 import sys
 
-__all__ = ["CommandStopped", "STOPPED_EXIT_CODE", "run_command"]
+__all__ = ["ArgumentParser", "CommandStopped", "STOPPED_EXIT_CODE", "run_command"]
 
 # sysexits.h EX_TEMPFAIL ("try again later"): stopped on request (SIGTERM/SIGINT) with a checkpoint to resume from.
 STOPPED_EXIT_CODE = 75
 
 # Wrong paths, values, files, settings; a diverged run (FloatingPointError); a missing optional package.
 USER_ERRORS = (ValueError, OSError, FloatingPointError, ImportError)
+
+
+# The command run_command is running: its parsers' name in usage and errors (argparse would say "__main__.py").
+_command_names = []
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser with a one-line error and exit code 2 (argparse prints its whole usage line first)."""
+
+    def __init__(self, *args, **kwargs):
+        if _command_names and not args and "prog" not in kwargs:
+            kwargs["prog"] = _command_names[-1]
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message.rstrip('.')} (see {self.prog} --help)\n")
 
 
 class CommandStopped(Exception):
@@ -25,6 +42,7 @@ def run_command(main, name, argv=None):
     """Call `main(argv)`; exit 0 on success, else print `<name>: error: <message>` (or `<name>: <message>` when
     stopped) on stderr and exit with the error's `exit_code` (1 by default; 2 for a bad command line, from
     argparse; 130 for Ctrl-C outside training). Programming errors (TypeError, ...) keep their traceback."""
+    _command_names.append(name)
     try:
         main(argv)
     except CommandStopped as stopped:
@@ -36,3 +54,5 @@ def run_command(main, name, argv=None):
     except USER_ERRORS as error:
         print(f"{name}: error: {_one_line(error)}", file=sys.stderr)
         sys.exit(getattr(error, "exit_code", 1))
+    finally:
+        _command_names.pop()

@@ -12,6 +12,7 @@ from typing import Callable, List, Optional, Sequence
 
 import yaml
 
+from .cli import ArgumentParser
 from .io import atomic_path
 
 __all__ = ["add_validate_arguments", "create_parser", "parse_args", "save_config", "str2bool"]
@@ -298,7 +299,7 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def create_parser(add_arguments: Optional[AddArguments] = None) -> argparse.ArgumentParser:
     """The argument parser; ``add_arguments(parser)`` adds a script's own flags (e.g. validate.py's)."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="mindcv_lite training and validation (mindcv-compatible arguments)",
         usage="%(prog)s [-c CONFIG.yaml] [--name value ...]   (-h lists all arguments)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,  # shows the defaults in force, YAML included
@@ -315,7 +316,7 @@ def create_parser(add_arguments: Optional[AddArguments] = None) -> argparse.Argu
 
 def _find_config_path(argv: Sequence[str]) -> str:
     """Read -c/--config before the full parse, which needs the YAML's values as its defaults."""
-    probe = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    probe = ArgumentParser(add_help=False, allow_abbrev=False)
     probe.add_argument("-c", "--config", type=str, default="")
     return probe.parse_known_args(argv)[0].config
 
