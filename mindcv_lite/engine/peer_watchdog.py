@@ -9,8 +9,9 @@ learns it from its next heartbeat or, once the scheduler has gone, after retryin
 So every rank holds a TCP connection to rank 0, and every worker a local socket to a small guardian process that the
 scheduler starts beside itself (the scheduler cannot run Python threads: MindSpore keeps the GIL while it waits).
 The kernel closes a dead process's sockets, so the other end reads end-of-file at once (TCP keepalive covers a node
-that vanishes); a process that exits in an orderly way (any exit code) says goodbye first, one that raises an uncaught
-exception leaves at once without it. A rank that loses a peer stops its data workers and itself with
+that vanishes); a process that finishes, or stops on request in step with the others, says goodbye first; one that
+fails (an uncaught exception, or a user error on this rank only, such as its checkpoint write) leaves at once without
+it. A rank that loses a peer stops its data workers and itself with
 PEER_LOST_EXIT_CODE; a guardian that loses a worker stops the scheduler. Each launcher then sees a failed process and
 ends the job on its node.
 """
@@ -100,6 +101,9 @@ class _PeerWatchdog:
             _leave(1)
 
         sys.excepthook = leave_at_once
+        from ..utils.cli import on_failure  # here: the guardian runs this file as a script, outside the package
+
+        on_failure(_leave)
         atexit.register(self.close)
 
     def _accept(self, server, count):
@@ -128,7 +132,7 @@ class _PeerWatchdog:
         _leave(PEER_LOST_EXIT_CODE)
 
     def close(self):
-        """Say goodbye: this process is exiting in an orderly way (any exit code)."""
+        """Say goodbye: this process finished, or stopped on request in step with the other ranks."""
         self.closing = True
         for connection in self.connections:
             try:

@@ -3,7 +3,7 @@ error ends the command with a one-line message and a non-zero exit code, never a
 import argparse
 import sys
 
-__all__ = ["ArgumentParser", "CommandStopped", "STOPPED_EXIT_CODE", "run_command"]
+__all__ = ["ArgumentParser", "CommandStopped", "STOPPED_EXIT_CODE", "on_failure", "run_command"]
 
 # sysexits.h EX_TEMPFAIL ("try again later"): stopped on request (SIGTERM/SIGINT) with a checkpoint to resume from.
 STOPPED_EXIT_CODE = 75
@@ -34,6 +34,21 @@ class CommandStopped(Exception):
     exit_code = STOPPED_EXIT_CODE
 
 
+_failure_hooks = []
+
+
+def on_failure(hook):
+    """Call `hook(exit_code)` when a command fails (after its message, before it exits): an msrun worker leaves at
+    once instead of shutting down in an orderly way, which its peers would take for a finished run."""
+    _failure_hooks.append(hook)
+
+
+def _fail(exit_code):
+    for hook in _failure_hooks:
+        hook(exit_code)
+    sys.exit(exit_code)
+
+
 def _one_line(error):
     return " ".join(str(error).split()) or type(error).__name__
 
@@ -50,9 +65,9 @@ def run_command(main, name, argv=None):
         sys.exit(stopped.exit_code)
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _fail(130)
     except USER_ERRORS as error:
         print(f"{name}: error: {_one_line(error)}", file=sys.stderr)
-        sys.exit(getattr(error, "exit_code", 1))
+        _fail(getattr(error, "exit_code", 1))
     finally:
         _command_names.pop()
