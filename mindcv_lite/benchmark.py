@@ -89,19 +89,31 @@ def matmul_ceiling(rows=12544, inner=256, cols=1024, repeats=5):
     return results
 
 
+def _run_child(name, what, argv):
+    """One benchmark in a fresh process (its own peak memory); its JSON result, also echoed to stderr."""
+    command = [sys.executable, "-m", "mindcv_lite.benchmark", "--model", name, "--what", what, *argv]
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        result = {"model": name, "what": what, "error": f"exit code {done.returncode}"}
+    else:
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(json.dumps(result), file=sys.stderr, flush=True)
+    return result
+
+
 def run_all(models, argv):
     """Every (model, infer/train) in a child process; returns their JSON results."""
-    results = []
-    for name in models:
-        for what in ("infer", "train"):
-            command = [sys.executable, "-m", "mindcv_lite.benchmark", "--model", name, "--what", what, *argv]
-            done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
-            if done.returncode != 0:
-                results.append({"model": name, "what": what, "error": f"exit code {done.returncode}"})
-            else:
-                results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-    return results
+    return [_run_child(name, what, argv) for name in models for what in ("infer", "train")]
+
+
+def compare_recompute(name, argv):
+    """Training without, then with recompute, each in a child process: both results and the ratios with/without."""
+    without, with_recompute = _run_child(name, "train", argv), _run_child(name, "train", [*argv, "--recompute"])
+    if "error" in without or "error" in with_recompute:
+        return {"without": without, "with": with_recompute}
+    ratios = {f"{key}_ratio": round(with_recompute[key] / without[key], 3)
+              for key in ("peak_rss_mb", "step_cpu_s", "step_s")}
+    return {"without": without, "with": with_recompute, **ratios}
 
 
 def format_table(results):
@@ -137,13 +149,19 @@ def main(argv=None):
                         help="print the GFLOP/s of one large float32 matmul in MindSpore and in numpy, then exit")
     parser.add_argument("--recompute", action="store_true",
                         help="training: recompute each block's activations in backward (model.set_grad_checkpointing)")
+    parser.add_argument("--recompute-compare", action="store_true",
+                        help="training without and with --recompute, each in its own process: both results and "
+                             "the ratios (peak memory, CPU and wall seconds per step)")
     args = parser.parse_args(argv)
     if args.matmul_ceiling:
         print(json.dumps(matmul_ceiling()))
         return
+    child_argv = ["--batch-size", str(args.batch_size), "--mode", args.mode, "--image_resize", str(args.img_size),
+                  "--steps", str(args.steps), "--num-classes", str(args.num_classes), "--jit_level", args.jit_level]
+    if args.recompute_compare:
+        print(json.dumps(compare_recompute(args.model, child_argv + ["--compile_cache"] * args.compile_cache)))
+        return
     if args.all:
-        child_argv = ["--batch-size", str(args.batch_size), "--mode", args.mode, "--image_resize", str(args.img_size),
-                      "--steps", str(args.steps), "--num-classes", str(args.num_classes), "--jit_level", args.jit_level]
         child_argv += [flag for flag in ("--compile_cache", "--recompute") if getattr(args, flag[2:])]
         models = list_models(args.models.split(","))
         if not models:

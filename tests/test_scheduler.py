@@ -60,6 +60,13 @@ def test_exponential_decay_per_step_and_per_epoch():
                             lr_epoch_stair=True), [1.0, 1.0, 0.5, 0.5])
 
 
+def test_polynomial_decay_reaches_zero_at_the_end_of_the_run_with_decay_rate_as_power():
+    # mindcv's polynomial_refined_lr over the epochs after the warmup: lr * (1 - epoch / 4) ** 2
+    lrs = create_scheduler(2, "polynomial_decay", lr=1.0, warmup_epochs=1, warmup_factor=0.0, decay_rate=2.0,
+                           num_epochs=5)
+    _close(lrs, [0.0, 0.5] + [(1 - step / 8) ** 2 for step in range(8)])
+
+
 def test_one_cycle_rises_from_lr_over_25_for_30_percent_then_falls_to_min_lr():
     # torch's OneCycleLR (mindcv's one_cycle_lr): 20 steps, the peak at step 0.3 * 20 - 1 = 5, cosine both ways.
     lrs = create_scheduler(4, "one_cycle", lr=1.0, min_lr=0.001, warmup_epochs=0, num_epochs=5)

@@ -63,6 +63,10 @@ def _check_args(args, runtime):
             args.amp_level, args.amp_cast_list = "O0", None
     if args.dataset_sink_mode and runtime.device_target not in SINK_DEVICES:
         warn_once(f"dataset_sink_mode is not available on {runtime.device_target}: feeding batches from the host")
+    if args.recompute and args.mode == 0 and runtime.device_target == "CPU":
+        # MindSpore 2.10's CPU graph runtime keeps every intermediate buffer of a compiled step until the step ends
+        warn_once("recompute saves no memory in graph mode on CPU (MindSpore 2.10 keeps every intermediate of the "
+                  "compiled step): use --mode 1 (PyNative), where it frees each block's activations")
 
 
 def _resume_opt_as_resume(args):

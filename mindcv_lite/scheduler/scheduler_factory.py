@@ -12,7 +12,8 @@ __all__ = ["SCHEDULERS", "create_scheduler"]
 
 _logger = logging.getLogger(__name__)
 
-SCHEDULERS = ("constant", "cosine_decay", "exponential_decay", "step_decay", "multi_step_decay", "one_cycle", "cyclic")
+SCHEDULERS = ("constant", "cosine_decay", "exponential_decay", "polynomial_decay", "step_decay", "multi_step_decay",
+              "one_cycle", "cyclic")
 # Schedules that warm up by themselves over the whole run: mindcv refuses a warmup or per-epoch values with them.
 _WHOLE_RUN_SCHEDULERS = ("one_cycle", "cyclic")
 _ONE_CYCLE_DIV_FACTOR = 25.0  # mindcv's (and torch's OneCycleLR) initial lr = lr / 25
@@ -44,6 +45,8 @@ def create_scheduler(
     - ``cosine_decay``: cosine from ``lr`` to ``min_lr`` over ``decay_epochs``, repeated ``num_cycles`` times with
       the peak multiplied by ``cycle_decay`` each cycle; ``min_lr`` after the last cycle.
     - ``exponential_decay``: ``lr * decay_rate ** epoch``.
+    - ``polynomial_decay``: ``lr * (1 - epoch / main_epochs) ** decay_rate``, reaching 0 at the end of the run
+      (``main_epochs`` = ``num_epochs - warmup_epochs``; mindcv uses ``decay_rate`` as the power).
     - ``step_decay``: ``lr * decay_rate ** (epoch // decay_epochs)``, changing at epoch boundaries.
     - ``multi_step_decay``: ``lr * decay_rate ** (number of milestones <= epoch)``, changing at epoch boundaries.
     - ``one_cycle`` (torch's OneCycleLR, two phases, cosine): from ``lr / 25`` up to ``lr`` over the first 30% of
@@ -88,6 +91,7 @@ def create_scheduler(
             if scheduler == "cosine_decay" and total_steps > warmup_steps else ", no decay phase",
         )
     milestones = sorted(milestones or ())
+    main_epochs = num_epochs - min(warmup_epochs, num_epochs)
 
     def epoch_of(step):
         epoch = step / steps_per_epoch
@@ -109,6 +113,8 @@ def create_scheduler(
             return min_lr + 0.5 * (peak - min_lr) * (1.0 + math.cos(math.pi * progress))
         if scheduler == "exponential_decay":
             return lr * decay_rate**epoch
+        if scheduler == "polynomial_decay":
+            return lr * (1.0 - epoch / main_epochs) ** decay_rate
         if scheduler == "step_decay":
             return lr * decay_rate ** (math.floor(epoch) // decay_epochs)
         return lr * decay_rate ** bisect_right(milestones, math.floor(epoch))

@@ -226,8 +226,8 @@ def _add_mindcv_arguments(parser: argparse.ArgumentParser) -> None:
 
     group = parser.add_argument_group("Scheduler")
     group.add_argument("--scheduler", type=str, default="cosine_decay",
-                       choices=["constant", "cosine_decay", "exponential_decay", "step_decay", "multi_step_decay",
-                                "one_cycle", "cyclic"],
+                       choices=["constant", "cosine_decay", "exponential_decay", "polynomial_decay", "step_decay",
+                                "multi_step_decay", "one_cycle", "cyclic"],
                        help="Learning-rate schedule after warmup; one_cycle and cyclic span the whole run "
                             "(warmup_epochs 0)")
     group.add_argument("--lr", type=_float, default=0.001, help="Peak learning rate")
