@@ -1,6 +1,7 @@
 """msrun with 2 CPU workers: data-parallel training keeps the ranks in sync, on one launcher (127.0.0.1) and on two
-launchers acting as two nodes (each in its own network namespace); a worker killed with SIGKILL ends the whole job
-within 15 s. Each test pays ~20-40 s of cluster start-up and compilation."""
+launchers acting as two nodes (each in its own network namespace, distilling from a teacher); a worker killed with
+SIGKILL ends the whole job within 15 s; a SIGTERM to one worker stops every rank after the same step with a
+checkpoint. Each test pays ~20-40 s of cluster start-up and compilation."""
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import psutil
 import pytest
 
 from _image_folders import make_image_folder
+from mindcv_lite.models import create_model, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 MSRUN = Path(sys.executable).parent / "msrun"
@@ -123,6 +125,37 @@ def test_a_killed_worker_ends_the_job_within_15_s(tmp_path):
     assert (ckpt_dir / "pit_ti-1_3.ckpt").exists()
 
 
+def test_sigterm_to_one_worker_stops_every_rank_after_the_same_step_with_a_checkpoint(tmp_path):
+    """A scheduler preempting the job signals a worker (here rank 1 only): both ranks stop after the same step of
+    epoch 2, rank 0 writes that step's checkpoint, each rank says so in one line, and the job ends (non-zero)."""
+    log_dir, ckpt_dir = tmp_path / "logs", tmp_path / "ckpt"
+    launcher = _start_msrun(_train_args(_image_folder(tmp_path), ckpt_dir, epochs=50), log_dir)
+    try:
+        _wait_for(log_dir / "worker_1.log", "epoch 2/50 step 1/3", [launcher])
+        processes = _descendants([launcher])
+        (worker,) = [process for process in psutil.Process(launcher.pid).children()
+                     if _rank(process) == ("MS_WORKER", "1")]
+        worker.send_signal(signal.SIGTERM)
+        code = launcher.wait(timeout=600)  # the ranks stop after the next step or two (a step is slow in pynative)
+        ended = time.monotonic()
+        while _alive(processes) and time.monotonic() - ended < 5:
+            time.sleep(0.1)
+        left = [(process.pid, process.name()) for process in _alive(processes)]
+    finally:
+        _stop([launcher])
+    logs = [(log_dir / f"worker_{rank}.log").read_text() for rank in (0, 1)]
+    stops = [re.findall(r"train\.py: stopped by (.+) at epoch 2, step (\d)/3 \(global step \d+\): (.+); continue "
+                        r"with --resume auto", log) for log in logs]
+    assert [len(found) for found in stops] == [1, 1], logs[0][-2000:] + logs[1][-2000:]
+    (by0, step0, written0), (by1, step1, written1) = stops[0][0], stops[1][0]
+    assert (by0, by1) == ("a signal on another rank", "SIGTERM") and step0 == step1
+    assert written0 == f"checkpoint {ckpt_dir / f'pit_ti-2_{step0}.ckpt'} written"
+    assert written1 == "rank 0 wrote the checkpoint"
+    assert json.loads((ckpt_dir / "checkpoints.json").read_text())["latest"]["file"] == f"pit_ti-2_{step0}.ckpt"
+    assert code != 0
+    assert not left, f"processes left behind: {left}"
+
+
 def _network_namespaces_or_skip(tag):
     """Create two network namespaces joined by a veth pair (10.77.0.1 and 10.77.0.2, which exist only inside
     them); returns the namespace names."""
@@ -152,15 +185,19 @@ def _delete_namespaces(names):
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
-def test_two_launchers_as_two_nodes_train_in_sync(tmp_path):
+def test_two_launchers_as_two_nodes_distil_in_sync(tmp_path):
     """msrun starts a scheduler in every launcher whose --master_addr is local, so the two "nodes" live in two
-    network namespaces; node 0 (10.77.0.1) runs the scheduler and rank 0, node 1 (10.77.0.2) rank 1."""
+    network namespaces; node 0 (10.77.0.1) runs the scheduler and rank 0, node 1 (10.77.0.2) rank 1. The run
+    distils from a pvt_v2_b0 teacher: every rank holds the teacher, only the students' gradients are averaged."""
     namespaces = _network_namespaces_or_skip(os.getpid() % 100000)
     data_dir, port, launchers = _image_folder(tmp_path), 8118, []
+    teacher_ckpt = tmp_path / "teacher.ckpt"
+    save_checkpoint(create_model("pvt_v2_b0", num_classes=3, img_size=32), str(teacher_ckpt))
+    distillation = ("--distillation_type", "soft", "--teacher_model", "pvt_v2_b0", "--teacher_ckpt", str(teacher_ckpt))
     try:
         for node_rank, namespace in enumerate(namespaces):
             launchers.append(_start_msrun(
-                _train_args(data_dir, tmp_path / f"ckpt{node_rank}"), tmp_path / f"logs{node_rank}",
+                [*_train_args(data_dir, tmp_path / f"ckpt{node_rank}"), *distillation], tmp_path / f"logs{node_rank}",
                 local_worker_num=1, node_rank=node_rank, master_addr="10.77.0.1", master_port=port,
                 prefix=("ip", "netns", "exec", namespace)))
         processes = _descendants(launchers)
@@ -174,6 +211,7 @@ def test_two_launchers_as_two_nodes_train_in_sync(tmp_path):
     assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
     assert not left, f"processes left behind: {left}"
     assert "3 steps of 8 images, 2 workers" in logs[0]
+    assert all("Distilling from pvt_v2_b0" in log for log in logs)
     fingerprints = [re.findall(rf"\[rank {rank}\] INFO Weights identical on all 2 ranks \(fingerprint (\S+)\)", log)
                     for rank, log in enumerate(logs)]
     assert len(fingerprints[0]) == 1 and fingerprints[0] == fingerprints[1]

@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 
 import mindspore as ms
+from mindspore import nn
 
 from _image_folders import make_image_folder
-from mindcv_lite.engine import NonFiniteLossError, train
+from mindcv_lite.engine import EvalStep, NonFiniteLossError, train
+from mindcv_lite.engine.interruption import TrainingStopped
 from mindcv_lite.models import create_model, read_checkpoint
 from mindcv_lite.utils.config import parse_args
 
@@ -113,6 +115,27 @@ def test_one_epoch_then_sigterm_mid_epoch_two_then_resume_reproduces_the_uninter
     assert sorted(p.name for p in ckpt_dir.glob("pit_ti-*.ckpt")) == ["pit_ti-2_6.ckpt"]  # mid-epoch one superseded
     metrics = [json.loads(line) for line in (ckpt_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2]  # the resumed runs continued the file
+
+
+def test_a_stop_signal_during_validation_ends_it_at_the_next_batch(data_dir, tmp_path, monkeypatch, caplog):
+    """Validation can take minutes and a preempted job has seconds: SIGTERM during epoch 1's validation stops the
+    run after one validation batch (of 6), with epoch 1's checkpoint (one training step) and no val_* metrics."""
+    validated = []
+
+    def signal_on_first_batch(step, *inputs):
+        validated.append(inputs[1].shape[0])
+        if len(validated) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return nn.Cell.__call__(step, *inputs)
+
+    monkeypatch.setattr(EvalStep, "__call__", signal_on_first_batch)
+    with pytest.raises(TrainingStopped, match=r"stopped by SIGTERM at epoch 1, step 1/1 .*pit_ti-1_1\.ckpt written"):
+        train(_args(data_dir, tmp_path, "--mode", "1", "--ema", "False", "--num_samples", "4"))
+    assert validated == [4]
+    assert "validation of epoch 1 interrupted by a stop request" in caplog.text
+    (record,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert record["epoch"] == 1 and not [key for key in record if key.startswith("val_")]
+    assert json.loads((tmp_path / "checkpoints.json").read_text())["latest"]["file"] == "pit_ti-1_1.ckpt"
 
 
 def test_resume_auto_falls_back_past_a_damaged_checkpoint_or_index(data_dir, one_epoch_run, tmp_path, caplog):

@@ -45,6 +45,7 @@ class RunContext:
         self.epoch = 0  # the epoch in progress (1-based); after on_epoch_end, the one just finished
         self.global_step = 0  # micro-steps (batches) done since the run's first epoch
         self.record = {}  # the metrics of the epoch in progress, written to metrics.jsonl at its end
+        self.stop_signals = None  # `StopSignals` while training (StepCheckpoints enters them)
 
     @property
     def epoch_step(self):
@@ -165,17 +166,24 @@ class Validation(Callback):
         if ctx.epoch % self.interval and ctx.epoch != ctx.num_epochs:
             return
         val = self._evaluate(ctx)
+        if val is None:
+            _logger.warning("validation of epoch %d interrupted by a stop request: the epoch has no val_* metrics",
+                            ctx.epoch)
+            return
         ctx.record.update({f"val_{key}": value for key, value in val.items() if key != "images_per_s"})
 
     def _evaluate(self, ctx):
+        """A stop request ends validation at the next batch (a preempted job has seconds, validation can take
+        minutes): the training state is what the checkpoint needs."""
+        should_stop = None if ctx.stop_signals is None else ctx.stop_signals.received
         train_step = ctx.train_step
         if not train_step.ema:
-            return evaluate(self.eval_step, self.val_loader, ctx.runtime)
+            return evaluate(self.eval_step, self.val_loader, ctx.runtime, should_stop)
         saved = [param.asnumpy() for param in train_step.ema_source]
         for param, ema in zip(train_step.ema_source, train_step.ema_weights):
             param.set_data(ms.Tensor(ema.asnumpy()))
         try:
-            return evaluate(self.eval_step, self.val_loader, ctx.runtime)
+            return evaluate(self.eval_step, self.val_loader, ctx.runtime, should_stop)
         finally:
             for param, value in zip(train_step.ema_source, saved):
                 param.set_data(ms.Tensor(value))
@@ -231,6 +239,9 @@ class StepCheckpoints(Callback):
     def __enter__(self):
         self.stop_signals = StopSignals(self.distributed).__enter__()
         return self
+
+    def on_train_begin(self, ctx):
+        ctx.stop_signals = self.stop_signals
 
     def __exit__(self, *exc_info):
         self.stop_signals.__exit__(*exc_info)

@@ -39,22 +39,28 @@ def create_eval_loader(args, runtime, split):
     return dataset, loader
 
 
-def evaluate(eval_step, loader, runtime):
-    """{top1, top5 (fractions), loss (mean), num_images, images_per_s, seconds} of `eval_step` over `loader`.
+def evaluate(eval_step, loader, runtime, should_stop=None):
+    """{top1, top5 (fractions), loss (mean), num_images, images_per_s, seconds} of `eval_step` over `loader`, or
+    None when `should_stop()` (asked after each batch) ended it early on any rank.
 
-    In a distributed run every rank evaluates its shard and the sums are all-reduced; shards are padded to
-    equal length, so up to world_size - 1 images count twice.
+    In a distributed run every rank evaluates its shard and the sums are all-reduced (once, stopped or not); shards
+    are padded to equal length, so up to world_size - 1 images count twice.
     """
     eval_step.set_train(False)
-    sums = np.zeros(4)
+    sums = np.zeros(5)  # loss, top-1, top-5, images, ranks stopped early
     start = time.perf_counter()
     for images, labels in keep_sigterm_handler(loader.create_tuple_iterator(num_epochs=1)):
         loss, top1, top5 = eval_step(images, labels)
-        sums += (float(loss.asnumpy()), float(top1.asnumpy()), float(top5.asnumpy()), labels.shape[0])
+        sums[:4] += (float(loss.asnumpy()), float(top1.asnumpy()), float(top5.asnumpy()), labels.shape[0])
+        if should_stop is not None and should_stop():
+            sums[4] = 1
+            break
     seconds = time.perf_counter() - start
     if runtime.distributed:
         sums = all_reduce_sum(sums)
-    loss_sum, top1, top5, count = sums
+    loss_sum, top1, top5, count, stopped = sums
+    if stopped:
+        return None
     if count == 0:
         raise ValueError("the validation set yielded no images")
     return {"top1": top1 / count, "top5": top5 / count, "loss": loss_sum / count, "num_images": int(count),

@@ -54,6 +54,10 @@ class StopSignals:
                         "once)", self.signal_name, self.signal_name)
         self._restore()
 
+    def received(self):
+        """True once this process received a stop signal (no agreement between ranks: see `requested`)."""
+        return self.signal_name is not None
+
     def requested(self):
         """True once a stop was requested, on every rank at the same step."""
         if not self.distributed:
