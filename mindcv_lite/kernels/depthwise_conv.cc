@@ -26,17 +26,18 @@ std::vector<float> Taps(const float *weight, int64_t chans, int64_t k, bool flip
   return taps;
 }
 
-MINDCV_VECTORIZE
-void MultiplyAdd(float *__restrict out, const float *__restrict a, const float *__restrict b, int64_t n) {
+// Inlined into the row loops below, so each ISA clone of a row loop gets its own vector code (no call per pixel).
+__attribute__((always_inline)) inline void MultiplyAdd(float *__restrict out, const float *__restrict a,
+                                                       const float *__restrict b, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] += a[i] * b[i];
 }
 
-MINDCV_VECTORIZE
-void Add(float *__restrict out, const float *__restrict a, int64_t n) {
+__attribute__((always_inline)) inline void Add(float *__restrict out, const float *__restrict a, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] += a[i];
 }
 
 // out row (b, h) = bias + sum over taps of the shifted input rows times the tap's per-channel weights.
+MINDCV_VECTORIZE
 void ConvolveRows(const float *x, const float *taps, const float *bias, float *out, int64_t height, int64_t width,
                   int64_t chans, int64_t k, int64_t first_row, int64_t last_row) {
   const int64_t pad = (k - 1) / 2;
@@ -60,6 +61,34 @@ void ConvolveRows(const float *x, const float *taps, const float *bias, float *o
         }
       }
     }
+  }
+}
+
+// Adds rows [first_row, last_row) to sums: (K * K, C) products of dy with the tap-shifted x, then (C) sums of dy.
+// Each row sums in float, the rows add in double, so the result does not depend on the batch size's rounding.
+MINDCV_VECTORIZE
+void SumWeightGradRows(const float *dy, const float *x, int64_t height, int64_t width, int64_t chans, int64_t k,
+                       int64_t first_row, int64_t last_row, double *sums) {
+  const int64_t pad = (k - 1) / 2, taps_size = k * k * chans;
+  std::vector<float> row_sums(taps_size + chans);
+  for (int64_t row = first_row; row < last_row; ++row) {
+    std::fill(row_sums.begin(), row_sums.end(), 0.0f);
+    const int64_t h = row % height;
+    const float *image = x + (row - h) * width * chans;
+    for (int64_t w = 0; w < width; ++w) {
+      const float *grad = dy + (row * width + w) * chans;
+      for (int64_t i = 0; i < k; ++i) {
+        const int64_t hh = h + i - pad;
+        if (hh < 0 || hh >= height) continue;
+        for (int64_t j = 0; j < k; ++j) {
+          const int64_t ww = w + j - pad;
+          if (ww < 0 || ww >= width) continue;
+          MultiplyAdd(row_sums.data() + (i * k + j) * chans, grad, image + (hh * width + ww) * chans, chans);
+        }
+      }
+      Add(row_sums.data() + taps_size, grad, chans);
+    }
+    for (int64_t t = 0; t < taps_size + chans; ++t) sums[t] += row_sums[t];
   }
 }
 
@@ -107,7 +136,7 @@ extern "C" int DepthwiseConvSameGrad(int nparam, void **params, int *ndims, int6
   float *dx = static_cast<float *>(params[3]);
   float *dweight = static_cast<float *>(params[4]);
   float *dbias = static_cast<float *>(params[5]);
-  const int64_t pad = (k - 1) / 2, rows = batch * height, taps_size = k * k * chans;
+  const int64_t rows = batch * height, taps_size = k * k * chans;
 
   // dx: the same convolution of dy with the flipped kernel ("same" padding is its own transpose at stride 1).
   const std::vector<float> flipped = Taps(static_cast<const float *>(params[2]), chans, k, true);
@@ -115,32 +144,11 @@ extern "C" int DepthwiseConvSameGrad(int nparam, void **params, int *ndims, int6
     ConvolveRows(dy, flipped.data(), nullptr, dx, height, width, chans, k, begin, end);
   });
 
-  // dweight[c, i, j] = sum over pixels of dy * x shifted by tap (i, j); dbias = sum of dy. Each row sums in float,
-  // each thread adds its rows in double, so the result does not depend on the batch size's rounding.
+  // dweight[c, i, j] = sum over pixels of dy * x shifted by tap (i, j); dbias = sum of dy; per thread, then summed.
   const int threads = mindcv_lite::NumThreads(rows);
   std::vector<double> sums(static_cast<size_t>(threads) * (taps_size + chans), 0.0);
   mindcv_lite::ParallelFor(rows, [&](int thread, int64_t begin, int64_t end) {
-    std::vector<float> row_sums(taps_size + chans);
-    double *thread_sums = sums.data() + thread * (taps_size + chans);
-    for (int64_t row = begin; row < end; ++row) {
-      std::fill(row_sums.begin(), row_sums.end(), 0.0f);
-      const int64_t h = row % height;
-      const float *image = x + (row - h) * width * chans;
-      for (int64_t w = 0; w < width; ++w) {
-        const float *grad = dy + (row * width + w) * chans;
-        for (int64_t i = 0; i < k; ++i) {
-          const int64_t hh = h + i - pad;
-          if (hh < 0 || hh >= height) continue;
-          for (int64_t j = 0; j < k; ++j) {
-            const int64_t ww = w + j - pad;
-            if (ww < 0 || ww >= width) continue;
-            MultiplyAdd(row_sums.data() + (i * k + j) * chans, grad, image + (hh * width + ww) * chans, chans);
-          }
-        }
-        Add(row_sums.data() + taps_size, grad, chans);
-      }
-      for (int64_t t = 0; t < taps_size + chans; ++t) thread_sums[t] += row_sums[t];
-    }
+    SumWeightGradRows(dy, x, height, width, chans, k, begin, end, sums.data() + thread * (taps_size + chans));
   }, threads);
   for (int64_t c = 0; c < chans; ++c) {
     for (int64_t t = 0; t < k * k; ++t) {
