@@ -23,11 +23,11 @@ COLOURS = ("red", "yellow", "green", "blue", "magenta")
 SHAPES = ("disc", "ring")
 
 
-def _draw(rng, colour_index, shape, size):
-    """One image: a jittered-hue disc or ring of random size and place on grey noise."""
+def draw_shape(rng, hue, shape, size):
+    """One image: a disc or ring of jittered `hue` (0-1), random size and place on grey noise."""
     background = rng.normal(rng.uniform(60, 190), 30, (size, size, 3))
     image = Image.fromarray(np.clip(background, 0, 255).astype(np.uint8))
-    hue = (colour_index / len(COLOURS) + rng.normal(0, 0.04)) % 1.0
+    hue = (hue + rng.normal(0, 0.04)) % 1.0
     rgb = colorsys.hsv_to_rgb(hue, rng.uniform(0.5, 1.0), rng.uniform(0.6, 1.0))
     extent = rng.uniform(0.3, 0.6) * size
     left, top = rng.uniform(0, size - extent, 2)
@@ -53,7 +53,7 @@ def make_demo_dataset(root, train_per_class=80, val_per_class=20, size=72, seed=
                 folder = root / split / f"{colour}_{shape}"
                 folder.mkdir(parents=True, exist_ok=True)
                 for index in range(count):
-                    _draw(rng, colour_index, shape, size).save(folder / f"{index:04d}.png")
+                    draw_shape(rng, colour_index / len(COLOURS), shape, size).save(folder / f"{index:04d}.png")
     return str(root)
 
 
