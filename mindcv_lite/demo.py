@@ -41,20 +41,27 @@ def draw_shape(rng, hue, shape, size):
     return image
 
 
-def make_demo_dataset(root, train_per_class=80, val_per_class=20, size=72, seed=0):
-    """Write `root/{train,val}/<colour>_<shape>/*.png` (10 classes) unless it is already there; returns root."""
+def make_shapes_dataset(root, hues, train_per_class, val_per_class, size=72, seed=0):
+    """Write `root/{train,val}/<name>_<shape>/*.png`, one class per (hue, shape), `hues` mapping names to hues (0-1),
+    unless the folders are already there; returns root."""
     root = Path(root)
     if (root / "val").is_dir() and (root / "train").is_dir():
         return str(root)
     rng = np.random.default_rng(seed)
     for split, count in (("train", train_per_class), ("val", val_per_class)):
         for shape in SHAPES:
-            for colour_index, colour in enumerate(COLOURS):
-                folder = root / split / f"{colour}_{shape}"
+            for name, hue in hues.items():
+                folder = root / split / f"{name}_{shape}"
                 folder.mkdir(parents=True, exist_ok=True)
                 for index in range(count):
-                    draw_shape(rng, colour_index / len(COLOURS), shape, size).save(folder / f"{index:04d}.png")
+                    draw_shape(rng, hue, shape, size).save(folder / f"{index:04d}.png")
     return str(root)
+
+
+def make_demo_dataset(root, train_per_class=80, val_per_class=20, size=72, seed=0):
+    """The demo's 10 classes (5 colours x disc or ring) in `root/{train,val}/<colour>_<shape>/`; returns root."""
+    hues = {colour: index / len(COLOURS) for index, colour in enumerate(COLOURS)}
+    return make_shapes_dataset(root, hues, train_per_class, val_per_class, size, seed)
 
 
 def main(argv=None):

@@ -19,9 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from .demo import DEMO_CONFIG, SHAPES, draw_shape, make_demo_dataset
+from .demo import DEMO_CONFIG, make_demo_dataset, make_shapes_dataset
 from .engine import train
 from .utils.curves import plot_runs
 from .utils.cli import run_command
@@ -31,19 +29,8 @@ TARGET_HUES = {"orange": 0.1, "cyan": 0.5, "purple": 0.7}  # between the demo's 
 
 
 def make_target_dataset(root, train_per_class, val_per_class=25, size=72, seed=1):
-    """Write `root/{train,val}/<hue>_<shape>/*.png` (6 classes) unless it is already there; returns root."""
-    root = Path(root)
-    if (root / "val").is_dir() and (root / "train").is_dir():
-        return str(root)
-    rng = np.random.default_rng(seed)
-    for split, count in (("train", train_per_class), ("val", val_per_class)):
-        for shape in SHAPES:
-            for name, hue in TARGET_HUES.items():
-                folder = root / split / f"{name}_{shape}"
-                folder.mkdir(parents=True, exist_ok=True)
-                for index in range(count):
-                    draw_shape(rng, hue, shape, size).save(folder / f"{index:04d}.png")
-    return str(root)
+    """The target task's 6 classes (`TARGET_HUES` x disc or ring) in `root/{train,val}/`; returns root."""
+    return make_shapes_dataset(root, TARGET_HUES, train_per_class, val_per_class, size, seed)
 
 
 def _run(config, run_dir, overrides):
