@@ -22,7 +22,7 @@ from pathlib import Path
 from .demo import DEMO_CONFIG, make_demo_dataset, make_shapes_dataset
 from .engine import train
 from .utils.curves import plot_runs
-from .utils.cli import run_command
+from .utils.cli import ArgumentParser, run_command
 from .utils.config import parse_args
 
 TARGET_HUES = {"orange": 0.1, "cyan": 0.5, "purple": 0.7}  # between the demo's red/yellow, green/blue, blue/magenta
@@ -42,7 +42,7 @@ def _run(config, run_dir, overrides):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m mindcv_lite.finetune_demo", description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work_dir", default="runs/finetune_demo")
     parser.add_argument("--pretrain_epochs", type=int, default=6)
     parser.add_argument("--pretrain_per_class", type=int, default=40, help="training images per source class")
