@@ -24,8 +24,8 @@ CASES = [
 ]
 
 
-def write_reference_checkpoint(layout, reference_name, directory):
-    state = reference_state(layout, reference_name)
+def write_reference_checkpoint(layout, reference_name, directory, state=None):
+    state = reference_state(layout, reference_name) if state is None else state
     if layout == "torch":
         path = directory / f"{reference_name}.safetensors"
         save_file(state, str(path))
@@ -76,11 +76,17 @@ TABLES = [("pit_xs", "mindcv", "pit_xs"), ("pit_s", "mindcv", "pit_s"), ("pit_b"
 
 @pytest.mark.parametrize("name, layout, reference_name", TABLES, ids=[f"{t[1]}-{t[2]}" for t in TABLES])
 def test_other_sizes_load_strictly_with_every_value(name, layout, reference_name, tmp_path):
-    path = write_reference_checkpoint(layout, reference_name, tmp_path)
-    model = create_model(name, checkpoint_path=str(path))
     state = reference_state(layout, reference_name)
+    model = create_model(name, checkpoint_path=str(write_reference_checkpoint(layout, reference_name, tmp_path, state)))
     ours = [p.asnumpy() for p in model.get_parameters()]
-    # Renaming and qkv splitting keep every value: the multisets of values agree (float16 embeddings widened).
-    assert sum(a.size for a in ours) == sum(v.size for v in state.values())
-    np.testing.assert_array_equal(np.sort(np.concatenate([a.ravel() for a in ours])),
-                                  np.sort(np.concatenate([v.astype(np.float32).ravel() for v in state.values()])))
+    # Renaming and qkv splitting keep every value: as many values, with the same sum and sum of squares (float16
+    # embeddings widened); sorting the 10-70 million values of each model would take many seconds.
+    np.testing.assert_allclose(_count_sum_squares(ours), _count_sum_squares(state.values()), rtol=1e-9)
+
+
+def _count_sum_squares(arrays):
+    totals = np.zeros(3)
+    for array in arrays:
+        flat = array.astype(np.float64).ravel()
+        totals += (flat.size, flat.sum(), flat @ flat)
+    return totals
