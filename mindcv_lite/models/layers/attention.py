@@ -33,6 +33,10 @@ class _MultiHeadAttention(nn.Cell):
         self.attn_drop = nn.Dropout(p=attn_drop)
         self.proj = nn.Dense(dim, dim)
         self.proj_drop = nn.Dropout(p=proj_drop)
+        # Primitives, not ops.matmul: MindSpore 2.10 differentiates ops.matmul (BatchMatMulExt) through explicit
+        # Transposes (PiT's 730-token attention: 0.24 vs 0.20 CPU s for the backward of one batch of 16).
+        self.scores = ops.BatchMatMul(transpose_b=True)
+        self.weighted_sum = ops.BatchMatMul()
 
     def _split_heads(self, x):
         batch, tokens, _ = x.shape
@@ -50,8 +54,8 @@ class _MultiHeadAttention(nn.Cell):
             k, v = kv[:, :, :dim], kv[:, :, dim:]
         else:
             k, v = self.k(kv_input), self.v(kv_input)
-        attn = ops.softmax(ops.matmul(q, self._split_heads(k).transpose(0, 1, 3, 2)), axis=-1)
-        out = ops.matmul(self.attn_drop(attn), self._split_heads(v))
+        attn = ops.softmax(self.scores(q, self._split_heads(k)), axis=-1)
+        out = self.weighted_sum(self.attn_drop(attn), self._split_heads(v))
         out = out.transpose(0, 2, 1, 3).reshape(batch, tokens, dim)
         return self.proj_drop(self.proj(out))
 
