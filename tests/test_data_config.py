@@ -21,6 +21,14 @@ def test_unset_values_come_from_the_pretrained_cfg_set_ones_win():
     assert resolve_data_config({}, None)["crop_pct"] == 0.875  # no model config: the ImageNet defaults
 
 
+@pytest.mark.parametrize("name", ["pit_ti", "pvt_v2_b0"])
+def test_a_model_built_for_another_size_asks_its_data_config_for_it(name):
+    model = create_model(name, img_size=320, in_channels=1, num_classes=2)
+    assert model.pretrained_cfg["input_size"] == (1, 320, 320)
+    assert resolve_data_config({}, model.pretrained_cfg)["image_resize"] == 320
+    assert create_model(name, num_classes=2).pretrained_cfg["input_size"] == (3, 224, 224)
+
+
 class _Stop(Exception):
     pass
 

@@ -65,6 +65,10 @@ def build_model_with_cfg(model_cls, variant, pretrained, checkpoint_filter_fn, *
     model = model_cls(**kwargs)
     cfg = get_pretrained_cfg(variant)
     cfg["architecture"] = variant
+    if kwargs.get("img_size") or kwargs.get("in_chans"):  # the size the data config feeds this model (timm's)
+        channels, height, width = cfg["input_size"]
+        size = kwargs.get("img_size") or height
+        cfg["input_size"] = (kwargs.get("in_chans") or channels, size, size)
     model.pretrained_cfg = cfg
     model.checkpoint_filter_fn = checkpoint_filter_fn
     if pretrained:

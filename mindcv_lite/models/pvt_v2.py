@@ -71,8 +71,8 @@ class PyramidVisionTransformerV2(VisionModel):
     """Four stages at strides 4, 8, 16, 32: overlapping patch embedding, blocks, LayerNorm; mean-pooled head.
 
     `linear` selects PVTv2-li: keys and values pooled to 7x7 instead of strided spatial reduction. Without
-    position embeddings the network takes any input size; `img_size` is accepted so that every model takes the
-    same `create_model` arguments, and has no effect.
+    position embeddings the network takes any input size; `img_size` only sets the input size of its data config
+    (`pretrained_cfg['input_size']`, as for every model).
     """
 
     def __init__(self, img_size=224, in_chans=3, num_classes=1000, depths=(3, 4, 6, 3), embed_dims=(64, 128, 320, 512),
