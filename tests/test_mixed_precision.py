@@ -9,12 +9,16 @@ from mindcv_lite.engine import TrainStep
 from mindcv_lite.engine.mixed_precision import apply_mixed_precision, check_amp_args, parse_cast_list
 from mindcv_lite.loss import create_loss
 from mindcv_lite.models import layer_ids
+from mindcv_lite.models.layers.formulation import portable_formulations
 from mindcv_lite.optim import create_optimizer
 
 
 def _pit(seed=0):
+    """pit_ti as on Ascend/GPU, where float16 runs: MindSpore's own operators (the package's CPU kernels are float32
+    only, and on CPU the engine keeps float32)."""
     ms.set_seed(seed)
-    model = create_model("pit_ti", num_classes=3, img_size=32)
+    with portable_formulations():
+        model = create_model("pit_ti", num_classes=3, img_size=32)
     model.set_train(False)
     return model
 
