@@ -182,16 +182,23 @@ def _distill_args(data_dir, ckpt_dir, teacher_ckpt, epochs, *extra):
                        "--distillation_alpha", "1.0", "--teacher_model", "pit_ti", "--teacher_ckpt",
                        str(teacher_ckpt), "--ema", "True",
                        "--batch_size", "2", "--gradient_accumulation_steps", "2", "--loss_scale_type", "dynamic",
-                       "--loss_scale", "1024", *extra)
+                       "--loss_scale", "1024", "--lr", "5e-4", *extra)
 
 
-def test_distilled_pit_learns_the_teachers_answers(student_data, teacher_ckpt, tmp_path):
-    """Graph mode, 8 epochs: the distillation head answers as the teacher does, not as the labels say."""
-    train(_distill_args(student_data, tmp_path, teacher_ckpt, STUDENT_EPOCHS))
+@pytest.fixture(scope="module")
+def distill_run(student_data, teacher_ckpt, tmp_path_factory):
+    """8 epochs in graph mode; the resume test reruns the last one (one graph compilation each)."""
+    ckpt_dir = tmp_path_factory.mktemp("student")
+    train(_distill_args(student_data, ckpt_dir, teacher_ckpt, STUDENT_EPOCHS))
+    return ckpt_dir
+
+
+def test_distilled_pit_learns_the_teachers_answers(student_data, teacher_ckpt, distill_run):
+    """The distillation head answers as the teacher does, not as the labels say."""
     images, labels = _training_batch(student_data)
     teacher = create_model("pit_ti", num_classes=3, img_size=32, checkpoint_path=str(teacher_ckpt))
     student = create_model("pit_ti_distilled", num_classes=3, img_size=32,
-                           checkpoint_path=str(tmp_path / f"pit_ti_distilled-{STUDENT_EPOCHS}_12.ckpt"))
+                           checkpoint_path=str(distill_run / f"pit_ti_distilled-{STUDENT_EPOCHS}_12.ckpt"))
     teacher.set_train(False)
     student.set_train(False)
     teacher_answers = teacher(images).asnumpy().argmax(axis=1)
@@ -199,27 +206,23 @@ def test_distilled_pit_learns_the_teachers_answers(student_data, teacher_ckpt, t
     assert (distillation_head == teacher_answers).mean() > 0.9
     assert (distillation_head == labels).mean() < 0.5  # it learnt the teacher's (rotated) answers, not the labels
 
-    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    config = yaml.safe_load((distill_run / "config.yaml").read_text())
     assert (config["distillation_type"], config["teacher_model"], config["distillation_alpha"]) == ("hard", "pit_ti",
                                                                                                    1.0)
-    saved = read_checkpoint(str(tmp_path / f"pit_ti_distilled-{STUDENT_EPOCHS}_12.ckpt"))
+    saved = read_checkpoint(str(distill_run / f"pit_ti_distilled-{STUDENT_EPOCHS}_12.ckpt"))
     assert "head_dist.weight" in saved and not [key for key in saved if "teacher" in key]
 
 
-def test_distillation_resumes_exactly(teacher_ckpt, tmp_path):
-    """Epoch 2 again from epoch 1's checkpoint (teacher reloaded from teacher_ckpt): same weights, optimizer
-    moments, EMA and loss scale. Pynative on 12 images: resuming does not depend on the mode (test_train checks it
-    in graph mode), and a second graph compilation would cost a minute."""
-    data_dir = make_image_folder(tmp_path / "data", splits=("train",), num_classes=3, per_class=4, size=(32, 32),
-                                 ext=".png")
-    run_dir, resumed_dir = tmp_path / "run", tmp_path / "resumed"
-    train(_distill_args(data_dir, run_dir, teacher_ckpt, 2, "--mode", "1"))
-    shutil.copytree(run_dir, resumed_dir)
-    final = "pit_ti_distilled-2_6.ckpt"
+def test_distillation_resumes_exactly(student_data, teacher_ckpt, distill_run, tmp_path):
+    """The last epoch again from the checkpoint before it (teacher reloaded from teacher_ckpt): same weights,
+    optimizer moments, EMA and loss scale."""
+    resumed_dir = tmp_path / "resumed"
+    shutil.copytree(distill_run, resumed_dir)
+    final = f"pit_ti_distilled-{STUDENT_EPOCHS}_12.ckpt"
     os.remove(resumed_dir / final)
-    train(_distill_args(data_dir, resumed_dir, teacher_ckpt, 2, "--mode", "1", "--resume",
-                        str(resumed_dir / "pit_ti_distilled-1_6.ckpt")))
-    full, resumed = read_checkpoint(str(run_dir / final)), read_checkpoint(str(resumed_dir / final))
+    train(_distill_args(student_data, resumed_dir, teacher_ckpt, STUDENT_EPOCHS, "--resume",
+                        str(resumed_dir / f"pit_ti_distilled-{STUDENT_EPOCHS - 1}_12.ckpt")))
+    full, resumed = read_checkpoint(str(distill_run / final)), read_checkpoint(str(resumed_dir / final))
     assert sorted(full) == sorted(resumed)
     for key, value in full.items():
         if isinstance(value, np.ndarray):
