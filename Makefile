@@ -15,7 +15,7 @@ demo: $(STAMP)
 	$(PY) -m mindcv_lite.demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 bench: $(STAMP)
 	$(PY) -m mindcv_lite.benchmark --model pit_ti --what infer

@@ -37,5 +37,5 @@ setup(
         "matplotlib",
     ],
     # onnxruntime runs the exported ONNX files in tests/test_export.py
-    extras_require={"test": ["pytest", "onnxruntime"]},
+    extras_require={"test": ["pytest", "pytest-xdist", "onnxruntime"]},
 )

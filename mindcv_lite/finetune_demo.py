@@ -4,9 +4,9 @@
    `make demo`'s recipe, at `--image_resize` px (48: a few CPU minutes).
 2. Makes a small task the checkpoint has never seen: 3 new hues x disc or ring = 6 classes, only `--per_class`
    training images each (default 10).
-3. Trains that task three ways for the same steps and schedule: from scratch; from the checkpoint (its 10-class
-   head replaced by a 6-class one); from the checkpoint with layer-wise lr decay and the patch embedding and first
-   stage frozen.
+3. Trains that task four ways for the same steps and schedule: from scratch; from the checkpoint (its 10-class
+   head replaced by a 6-class one); from the checkpoint with layer-wise lr decay; the same with the patch embedding
+   and first stage frozen.
 4. Prints the validation top-1 of each (best and last epoch) and writes `summary.json` and `compare.png`.
 
 Everything lands in `--work_dir` (default ./runs/finetune_demo); a second call reuses the datasets and the
@@ -66,6 +66,7 @@ def main(argv=None):
     variants = {
         "scratch": [],
         "finetune": ["--ckpt_path", str(pretrained)],
+        "finetune_ld": ["--ckpt_path", str(pretrained), "--layer_decay", "0.75"],
         "finetune_ld_frozen": ["--ckpt_path", str(pretrained), "--layer_decay", "0.75", "--freeze_stages", "1"],
     }
     results = {name: _run(DEMO_CONFIG, work / name, common + extra) for name, extra in variants.items()}

@@ -95,10 +95,10 @@ def _alive(processes):
     return alive
 
 
-def _signal_worker_1_in_epoch_2(log_dir, ckpt_dir, data_dir, signum, timeout):
+def _signal_worker_1_in_epoch_2(log_dir, ckpt_dir, data_dir, signum, timeout, *extra):
     """Start 50 epochs on two local workers and send `signum` to rank 1 as soon as it is in epoch 2; returns msrun's
     exit code, the seconds from the signal to msrun's end, and the processes of the job left 5 s later."""
-    launcher = _start_msrun(_train_args(data_dir, ckpt_dir, epochs=50), log_dir)
+    launcher = _start_msrun([*_train_args(data_dir, ckpt_dir, epochs=50), *extra], log_dir)
     try:
         _wait_for(log_dir / "worker_1.log", "epoch 2/50 step 1/3", [launcher])
         processes = _descendants([launcher])
@@ -137,7 +137,8 @@ def test_sigterm_to_one_worker_stops_every_rank_after_the_same_step_with_a_check
     epoch 2, rank 0 writes that step's checkpoint, each rank says so in one line, and the job ends (non-zero)."""
     log_dir, ckpt_dir = tmp_path / "logs", tmp_path / "ckpt"
     # the ranks stop after the next step or two (slow in pynative on a busy machine)
-    code, _, left = _signal_worker_1_in_epoch_2(log_dir, ckpt_dir, _image_folder(tmp_path), signal.SIGTERM, 600)
+    code, _, left = _signal_worker_1_in_epoch_2(log_dir, ckpt_dir, _image_folder(tmp_path), signal.SIGTERM, 600,
+                                                "--val_while_train", "False")
     logs = [(log_dir / f"worker_{rank}.log").read_text() for rank in (0, 1)]
     stops = [re.findall(r"train\.py: stopped by (.+) at epoch 2, step (\d)/3 \(global step \d+\): (.+); continue "
                         r"with --resume auto", log) for log in logs]
