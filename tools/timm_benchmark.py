@@ -25,7 +25,10 @@ def run(model_name, batch_size=16, what="infer", img_size=224, steps=5, num_clas
     name = TIMM_NAMES.get(model_name, model_name)
     if name not in timm.list_models():
         raise SystemExit(f"timm {timm.__version__} has no {name!r}")
-    model = timm.create_model(name, num_classes=num_classes, img_size=img_size)
+    try:
+        model = timm.create_model(name, num_classes=num_classes, img_size=img_size)
+    except TypeError:  # models without position embeddings (pvt_v2) take any size and no img_size
+        model = timm.create_model(name, num_classes=num_classes)
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(batch_size, 3, img_size, img_size, generator=generator)
     labels = torch.randint(0, num_classes, (batch_size,), generator=generator)
