@@ -36,16 +36,6 @@ _BASELINE_MODE = ms.get_context("mode")
 _BASELINE_CACHE_ENV = {name: os.environ.get(name) for name in ("MS_COMPILER_CACHE_ENABLE", "MS_COMPILER_CACHE_PATH")}
 
 
-# The files that take minutes (msrun jobs, training runs) run first: with pytest-xdist's `--dist loadfile` (the
-# README's command) each file goes to one worker in this order, so the two workers finish together.
-SLOWEST_FILES = ("test_msrun.py", "test_distill.py", "test_train.py")
-
-
-def pytest_collection_modifyitems(items):
-    rank = {name: index for index, name in enumerate(SLOWEST_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the order within a file stays
-
-
 @pytest.fixture(autouse=True)
 def _fresh_execution_settings():
     """`train()` / `validate()` run in-process (also from module-scoped fixtures) set the execution mode and
