@@ -92,8 +92,6 @@ void SumWeightGradRows(const float *dy, const float *x, int64_t height, int64_t 
   }
 }
 
-bool IsFloat32(const char *dtype) { return std::strcmp(dtype, "float32") == 0; }
-
 // Checks the shapes both kernels share; returns false on anything but (B, H, W, C) maps and a (C, 1, K, K) weight.
 bool ReadShapes(int *ndims, int64_t **shapes, int map, int weight, int64_t *batch, int64_t *height, int64_t *width,
                 int64_t *chans, int64_t *k) {
@@ -110,9 +108,7 @@ extern "C" int DepthwiseConvSame(int nparam, void **params, int *ndims, int64_t 
                                  void *stream, void *extra) {
   int64_t batch, height, width, chans, k;
   if (nparam != 4 || !ReadShapes(ndims, shapes, 0, 1, &batch, &height, &width, &chans, &k)) return 1;
-  for (int i = 0; i < nparam; ++i) {
-    if (!IsFloat32(dtypes[i])) return 2;
-  }
+  if (!mindcv_lite::AllFloat32(nparam, dtypes)) return 2;
   const float *x = static_cast<const float *>(params[0]);
   const std::vector<float> taps = Taps(static_cast<const float *>(params[1]), chans, k, false);
   const float *bias = static_cast<const float *>(params[2]);
@@ -128,9 +124,7 @@ extern "C" int DepthwiseConvSameGrad(int nparam, void **params, int *ndims, int6
                                      void *stream, void *extra) {
   int64_t batch, height, width, chans, k;
   if (nparam != 6 || !ReadShapes(ndims, shapes, 1, 2, &batch, &height, &width, &chans, &k)) return 1;
-  for (int i = 0; i < nparam; ++i) {
-    if (!IsFloat32(dtypes[i])) return 2;
-  }
+  if (!mindcv_lite::AllFloat32(nparam, dtypes)) return 2;
   const float *dy = static_cast<const float *>(params[0]);
   const float *x = static_cast<const float *>(params[1]);
   float *dx = static_cast<float *>(params[3]);

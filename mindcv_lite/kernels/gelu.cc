@@ -67,20 +67,13 @@ int64_t NumElements(int ndim, const int64_t *shape) {
   return n;
 }
 
-bool AllFloat32(int nparam, const char **dtypes) {
-  for (int i = 0; i < nparam; ++i) {
-    if (std::strcmp(dtypes[i], "float32") != 0) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 // Input x; output GELU(x).
 extern "C" int GeluExact(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream,
                          void *extra) {
   if (nparam != 2) return 1;
-  if (!AllFloat32(nparam, dtypes)) return 2;
+  if (!mindcv_lite::AllFloat32(nparam, dtypes)) return 2;
   const int64_t n = NumElements(ndims[0], shapes[0]);
   const float *x = static_cast<const float *>(params[0]);
   float *y = static_cast<float *>(params[1]);
@@ -94,7 +87,7 @@ extern "C" int GeluExact(int nparam, void **params, int *ndims, int64_t **shapes
 extern "C" int GeluExactGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                              void *stream, void *extra) {
   if (nparam != 3) return 1;
-  if (!AllFloat32(nparam, dtypes)) return 2;
+  if (!mindcv_lite::AllFloat32(nparam, dtypes)) return 2;
   const int64_t n = NumElements(ndims[0], shapes[0]);
   const float *dy = static_cast<const float *>(params[0]);
   const float *x = static_cast<const float *>(params[1]);

@@ -1,4 +1,5 @@
-// Shared helpers of the CPU kernels: a row-parallel loop over the process's CPUs and per-ISA vectorised clones.
+// Shared helpers of the CPU kernels: a row-parallel loop over the process's CPUs, per-ISA vectorised clones, and the
+// float32 check of an aot call's dtypes.
 #ifndef MINDCV_LITE_KERNELS_PARALLEL_H_
 #define MINDCV_LITE_KERNELS_PARALLEL_H_
 
@@ -6,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -18,6 +20,14 @@
 #endif
 
 namespace mindcv_lite {
+
+// True when every input and output of an aot call is float32 (the only type the kernels compute in).
+inline bool AllFloat32(int nparam, const char **dtypes) {
+  for (int i = 0; i < nparam; ++i) {
+    if (std::strcmp(dtypes[i], "float32") != 0) return false;
+  }
+  return true;
+}
 
 // Threads for `work` independent items: the CPUs this process may run on (taskset/cgroup aware), at most `work`.
 inline int NumThreads(int64_t work) {
