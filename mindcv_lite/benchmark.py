@@ -20,8 +20,13 @@ from mindspore import nn, ops
 from .engine.runtime import JIT_LEVELS, compile_cache_dir, configure_compilation
 from .models import create_model, list_models
 from .utils.cli import ArgumentParser, run_command
+from .utils.memory import ReleasesCompilerMemory
 
 MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
+
+
+class _TrainOneStep(ReleasesCompilerMemory, nn.TrainOneStepCell):
+    """mindcv's training step (`nn.TrainOneStepCell`), returning the compiler's memory as train.py's step does."""
 
 
 def build_step(model, what):
@@ -32,7 +37,7 @@ def build_step(model, what):
     model.set_train(True)
     loss = nn.CrossEntropyLoss()
     optimizer = nn.AdamWeightDecay(model.trainable_params(), learning_rate=1e-4, weight_decay=0.05)
-    return nn.TrainOneStepCell(nn.WithLossCell(model, loss), optimizer)
+    return _TrainOneStep(nn.WithLossCell(model, loss), optimizer)
 
 
 def run(model_name, batch_size=16, what="infer", mode="graph", img_size=224, steps=5, num_classes=1000,

@@ -9,6 +9,8 @@ import mindspore as ms
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 from mindspore.amp import all_finite
 
+from ..utils.memory import ReleasesCompilerMemory
+
 __all__ = ["EvalStep", "TrainStep"]
 
 _scale_grad = ops.MultitypeFuncGraph("scale_grad")
@@ -41,7 +43,7 @@ def _float32(outputs):
     return ops.functional.mixed_precision_cast(ms.float32, outputs)
 
 
-class TrainStep(nn.Cell):
+class TrainStep(ReleasesCompilerMemory):
     """`step(images, labels)` -> (loss, overflow): one training step of `network` under `loss_fn`.
 
     Loss scaling: the loss is multiplied by `scale_sense` before backward and the gradients divided by it
@@ -160,7 +162,7 @@ class TrainStep(nn.Cell):
         return ops.assign(self.scale_sense, new_scale)
 
 
-class EvalStep(nn.Cell):
+class EvalStep(ReleasesCompilerMemory):
     """`step(images, labels)` -> (summed loss, top-1 hits, top-k hits) of one batch; k = min(5, classes)."""
 
     def __init__(self, network, loss_fn, num_classes):

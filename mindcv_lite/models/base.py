@@ -13,6 +13,7 @@ from collections import defaultdict
 
 from mindspore import nn
 
+from ..utils.memory import ReleasesCompilerMemory
 from .layers import init_weights
 
 __all__ = ["MATCH_PREV_GROUP", "VisionModel", "group_parameters", "layer_ids"]
@@ -21,7 +22,7 @@ __all__ = ["MATCH_PREV_GROUP", "VisionModel", "group_parameters", "layer_ids"]
 MATCH_PREV_GROUP = (99999,)
 
 
-class VisionModel(nn.Cell):
+class VisionModel(ReleasesCompilerMemory):
     """Base of every classifier in the zoo (see the module docstring for what a family provides)."""
 
     # Attributes holding a classifier (a distilled model has two); `reset_classifier` replaces them.
