@@ -1,17 +1,24 @@
 """Model speed: `python -m mindcv_lite.benchmark --model pit_ti --batch-size 16 --what infer --mode graph`.
 
-Prints one JSON object: first-step time (graph compilation included), images/s as the median over the steady
-steps that follow, the process CPU seconds per steady step (comparable on a loaded machine, where wall time is
-not), and the process's peak resident memory. `--all` runs every registered model, inference and training, each
-in a fresh process (peak memory is per process), and prints a table.
+Prints one JSON object: first-step time (graph compilation included; `compile_s` of it), images/s as the median
+over the steady steps that follow, the process CPU seconds per steady step (comparable on a loaded machine, where
+wall time is not), the process's resident memory once the graph is compiled and its peak (the run's buffers come
+on top of the compiled state). `--all` runs every registered model, inference and training, each in a fresh process
+(peak memory is per process), and prints a table. `--profile` prints where a step's time goes instead.
 """
 import argparse
+import csv
+import glob
 import json
+import os
 import resource
 import statistics
+import re
 import subprocess
 import sys
+import tempfile
 import time
+from collections import defaultdict
 
 import numpy as np
 import mindspore as ms
@@ -55,19 +62,71 @@ def run(model_name, batch_size=16, what="infer", mode="graph", img_size=224, ste
     labels = ms.Tensor(rng.integers(0, num_classes, batch_size).astype(np.int32))
     inputs = (images,) if what == "infer" else (images, labels)
     times, cpu_times = [], []
-    for _ in range(steps + 1):
+    start = time.perf_counter()
+    if mode == "graph":  # compiled apart from the first run, to tell the compiler's memory from the run's
+        step.compile(*inputs)
+    compile_s, compiled_rss_mb = time.perf_counter() - start, _current_rss_mb()
+    for i in range(steps + 1):
         start, cpu_start = time.perf_counter(), time.process_time()
         step(*inputs).asnumpy()
-        times.append(time.perf_counter() - start)
+        times.append(time.perf_counter() - start + (compile_s if i == 0 else 0.0))
         cpu_times.append(time.process_time() - cpu_start)
     steady = statistics.median(times[1:])
     return {
         **settings, "compile_cache": compile_cache,
-        "first_step_s": round(times[0], 3), "step_s": round(steady, 4),
+        "first_step_s": round(times[0], 3), "compile_s": round(compile_s, 3), "step_s": round(steady, 4),
         "images_per_s": round(batch_size / steady, 2),
         "step_cpu_s": round(statistics.median(cpu_times[1:]), 4),
+        "rss_after_compile_mb": round(compiled_rss_mb, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
+
+
+def _current_rss_mb():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def profile(model_name, batch_size=16, what="infer", mode="graph", img_size=224, steps=2, num_classes=1000,
+            jit_level="O0", top=10):
+    """MindSpore's CPU profiler over `steps` steps after a warm-up (compiling) step: the `top` op types and the
+    `top` (layer, op) pairs by time per step, with blocks of the same kind merged (`blocks-CellList/3-Block` ->
+    `blocks/Block`), as Markdown tables."""
+    ms.set_context(mode=MODES[mode], device_target="CPU")
+    configure_compilation(jit_level, None)
+    step = build_step(create_model(model_name, num_classes=num_classes, img_size=img_size), what)
+    rng = np.random.default_rng(0)
+    images = ms.Tensor(rng.standard_normal((batch_size, 3, img_size, img_size), dtype=np.float32))
+    inputs = (images,) if what == "infer" else (images, ms.Tensor(rng.integers(0, num_classes, batch_size), ms.int32))
+    step(*inputs).asnumpy()
+    with tempfile.TemporaryDirectory() as folder:
+        profiler = ms.Profiler(output_path=folder)
+        for _ in range(steps):
+            step(*inputs).asnumpy()
+        profiler.stop()
+        profiler.analyse()
+        rows = []
+        for path in glob.glob(os.path.join(folder, "**", "cpu_op_detail_info_*.csv"), recursive=True):
+            with open(path, newline="") as handle:
+                rows += list(csv.DictReader(handle))
+    if not rows:
+        raise RuntimeError("MindSpore's profiler wrote no CPU op table")
+    by_type, by_layer, calls = defaultdict(float), defaultdict(float), defaultdict(int)
+    for row in rows:
+        ms_per_step = float(row["op_total_time(ms)"]) / steps
+        by_type[row["op_type"]] += ms_per_step
+        calls[row["op_type"]] += int(row["op_occurrences"]) // steps
+        layer = re.sub(r"-CellList/\d+-", "/", row["full_op_name"].rsplit("/", 1)[0]).removeprefix("Default/")
+        by_layer[f"{layer} {row['op_type']}"] += ms_per_step
+    total = sum(by_type.values())
+    lines = [f"### {model_name} {what}: {total:.0f} ms of op time per step (summed over ops; {steps} steps)", "",
+             "| op type | ms/step | share | calls/step |", "|---|---:|---:|---:|"]
+    for name, ms_time in sorted(by_type.items(), key=lambda item: -item[1])[:top]:
+        lines.append(f"| {name} | {ms_time:.1f} | {ms_time / total:.1%} | {calls[name]} |")
+    lines += ["", "| layer (blocks merged), op | ms/step | share |", "|---|---:|---:|"]
+    for name, ms_time in sorted(by_layer.items(), key=lambda item: -item[1])[:top]:
+        lines.append(f"| {name} | {ms_time:.1f} | {ms_time / total:.1%} |")
+    return "\n".join(lines)
 
 
 class _MatMul(nn.Cell):
@@ -122,13 +181,14 @@ def compare_recompute(name, argv):
 
 
 def format_table(results):
-    lines = ["| model | work | images/s | first step s | CPU s/step | peak RSS GB |", "|---|---|---:|---:|---:|---:|"]
+    lines = ["| model | work | images/s | first step s | CPU s/step | RSS compiled GB | peak RSS GB |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['what']} | {r['error']} | | | |")
+            lines.append(f"| {r['model']} | {r['what']} | {r['error']} | | | | |")
         else:
             lines.append(f"| {r['model']} | {r['what']} | {r['images_per_s']} | {r['first_step_s']} | "
-                         f"{r['step_cpu_s']} | {r['peak_rss_mb'] / 1024:.2f} |")
+                         f"{r['step_cpu_s']} | {r['rss_after_compile_mb'] / 1024:.2f} | {r['peak_rss_mb'] / 1024:.2f} |")
     return "\n".join(lines)
 
 
@@ -152,6 +212,9 @@ def main(argv=None):
                              "command twice to time a warm first step")
     parser.add_argument("--matmul-ceiling", action="store_true",
                         help="print the GFLOP/s of one large float32 matmul in MindSpore and in numpy, then exit")
+    parser.add_argument("--profile", action="store_true",
+                        help="print the top ten op types and layers by time per step (MindSpore's CPU profiler) "
+                             "instead of the JSON result")
     parser.add_argument("--recompute", action="store_true",
                         help="training: recompute each block's activations in backward (model.set_grad_checkpointing)")
     parser.add_argument("--recompute-compare", action="store_true",
@@ -160,6 +223,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.matmul_ceiling:
         print(json.dumps(matmul_ceiling()))
+        return
+    if args.profile:
+        print(profile(args.model, args.batch_size, args.what, args.mode, args.img_size, min(args.steps, 3),
+                      args.num_classes, args.jit_level))
         return
     child_argv = ["--batch-size", str(args.batch_size), "--mode", args.mode, "--image_resize", str(args.img_size),
                   "--steps", str(args.steps), "--num-classes", str(args.num_classes), "--jit_level", args.jit_level]
