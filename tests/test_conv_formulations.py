@@ -60,6 +60,10 @@ CASES = [
     (DepthwiseConv2d, (6, 1, 3, 1, 1), CPU_KERNEL, (2, 9, 8, 6)),   # the same with the C++ kernel
     (DepthwiseConv2d, (5, 1, 5, 1, 2), CPU_KERNEL, (3, 4, 7, 5)),   # kernel: 5x5, a map smaller than the kernel
     (DepthwiseConv2d, (4, 2, 3, 2, 1), REWRITE, (2, 9, 10, 4)),     # PiT pooling: stride 2, channel multiplier 2
+    (DepthwiseConv2d, (4, 2, 3, 2, 1), CPU_KERNEL, (2, 9, 8, 4)),   # the same with the C++ kernel, odd and even sizes
+    (DepthwiseConv2d, (4, 2, 3, 2, 1), CPU_KERNEL, (2, 7, 7, 4)),
+    (DepthwiseConv2d, (3, 3, 4, 2, 2), CPU_KERNEL, (2, 6, 5, 3)),   # kernel: even 4x4 (padding 2), multiplier 3
+    (DepthwiseConv2d, (3, 1, 2, 1, 1), CPU_KERNEL, (1, 5, 4, 3)),   # kernel: even 2x2 at stride 1 (output one larger)
 ]
 
 
@@ -83,7 +87,8 @@ def test_formulation_follows_the_device_target():
     assert kernels.library_path() is not None, "the install step (pip install -e .) did not build the CPU kernels"
     assert PatchConv2d(3, 4, 7, 4, 3).formulation == REWRITE
     assert DepthwiseConv2d(4).formulation == CPU_KERNEL
-    assert DepthwiseConv2d(4, 2, 3, 2, 1).formulation == REWRITE
+    assert DepthwiseConv2d(4, 2, 3, 2, 1).formulation == CPU_KERNEL  # PiT's pooling
+    assert DepthwiseConv2d(4, 2, 3, 2, 0).formulation == REWRITE     # a padding the kernel does not compute
     with formulations.portable_formulations():
         assert DepthwiseConv2d(4).formulation == REWRITE
     assert DepthwiseConv2d(4).formulation == CPU_KERNEL
@@ -100,7 +105,9 @@ def test_missing_kernel_library_falls_back_to_the_rewrite_with_a_warning(monkeyp
 
 def test_formulations_a_layer_cannot_compute_are_rejected():
     with pytest.raises(ValueError, match="cpu_kernel"):
-        DepthwiseConv2d(4, 2, 3, 2, 1, formulation=CPU_KERNEL)
+        DepthwiseConv2d(4, 2, 3, 3, 1, formulation=CPU_KERNEL)
+    with pytest.raises(ValueError, match="cpu_kernel"):
+        DepthwiseConv2d(4, 2, 3, 2, 0, formulation=CPU_KERNEL)
     with pytest.raises(ValueError, match="cpu_kernel"):
         PatchConv2d(3, 4, 7, 4, 3, formulation=CPU_KERNEL)
 

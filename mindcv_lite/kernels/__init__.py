@@ -38,19 +38,29 @@ def _custom(function, out_shape, out_dtype, bprop=None):
                       bprop=bprop)
 
 
-def depthwise_conv_same():
-    """(x (B, H, W, C), weight (C, 1, K, K), bias (C,)) -> depthwise convolution, stride 1, zero padding (K - 1) / 2,
-    K odd. One primitive per process, shared by every layer."""
-    if "depthwise_conv_same" not in _OPS:
+def depthwise_conv(stride):
+    """(x (B, H, W, C), weight (C * r, 1, K, K), bias (C * r,)) -> depthwise convolution with r output channels per
+    input channel (channel c * r + q reads c), stride 1 or 2, zero padding K // 2: (B, H_out, W_out, C * r). One
+    primitive per stride and process, shared by every layer (an aot kernel sees only shapes: the stride is its name)."""
+    if stride not in (1, 2):
+        raise ValueError(f"the depthwise convolution CPU kernel has strides 1 and 2, got {stride}: use the layer's "
+                         "'rewrite' formulation")
+    name = f"DepthwiseConvStride{stride}"
+    if name not in _OPS:
         check = _float32_like("depthwise convolution")
-        grad = _custom("DepthwiseConvSameGrad", lambda dy, x, weight: (x, weight, [weight[0]]),
+
+        def out_shape(x, weight, bias):
+            k = weight[2]
+            return [x[0], (x[1] + 2 * (k // 2) - k) // stride + 1, (x[2] + 2 * (k // 2) - k) // stride + 1, weight[0]]
+
+        grad = _custom(f"{name}Grad", lambda dy, x, weight: (x, weight, [weight[0]]),
                        lambda dy, x, weight: (check(dy, x, weight),) * 3)
 
         def bprop(x, weight, bias, out, dout):
             return grad(dout, x, weight)
 
-        _OPS["depthwise_conv_same"] = _custom("DepthwiseConvSame", lambda x, weight, bias: x, check, bprop)
-    return _OPS["depthwise_conv_same"]
+        _OPS[name] = _custom(name, out_shape, check, bprop)
+    return _OPS[name]
 
 
 def gelu_exact():

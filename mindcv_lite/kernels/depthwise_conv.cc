@@ -1,158 +1,246 @@
-// Depthwise KxK convolution with stride 1 and "same" zero padding (K odd, padding (K - 1) / 2) on channels-last
-// float32 maps, forward and backward, as MindSpore `ops.Custom` "aot" CPU kernels (mindcv_lite/kernels/__init__.py).
+// Depthwise KxK convolution with a channel multiplier r, stride 1 or 2 and zero padding K / 2 (K odd or even) on
+// channels-last float32 maps, forward and backward, as MindSpore `ops.Custom` "aot" CPU kernels
+// (mindcv_lite/kernels/__init__.py): PVTv2's 3x3 MLP convolution (stride 1, r 1) and PiT's pooling (3x3, stride 2,
+// r 2).
 //
 // Why: MindSpore 2.10's CPU grouped Conv2D was over half of pvt_v2_b0's inference time, and the rewrite as one
-// multiply-add per tap over shifted windows doubled the model's peak memory, because its CPU graph runtime keeps
-// every intermediate of a graph alive. One kernel writes only its output.
+// multiply-add per tap over shifted windows doubled the model's peak memory (its CPU graph runtime keeps every
+// intermediate of a graph alive) and was most of pit_ti's compile time (a node per tap). One kernel is one node and
+// writes only its output.
 //
-// Layouts: x, y, dy, dx (B, H, W, C); weight and its gradient (C, 1, K, K) as MindSpore's Conv2D; bias (C).
+// Layouts: x, dx (B, H, W, C); y, dy (B, H_out, W_out, C * r); weight and its gradient (C * r, 1, K, K) as
+// MindSpore's grouped Conv2D, output channel c * r + q reading input channel c; bias (C * r). An aot kernel sees only
+// shapes, so the stride is in the entry point's name: DepthwiseConvStride1/2 and DepthwiseConvStride1/2Grad.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "parallel.h"
 
 namespace {
 
-// taps[(i * K + j) * C + c] = weight[c, 0, i, j], flipped (both axes) for the input gradient.
-std::vector<float> Taps(const float *weight, int64_t chans, int64_t k, bool flip) {
-  std::vector<float> taps(k * k * chans);
-  for (int64_t c = 0; c < chans; ++c) {
-    for (int64_t t = 0; t < k * k; ++t) {
-      taps[(flip ? k * k - 1 - t : t) * chans + c] = weight[c * k * k + t];
+// The taps of one axis: for each target coordinate, the (tap, source coordinate) pairs that meet it. Forward: target
+// an output coordinate o, source the input coordinate o * stride + tap - K / 2 (the output and the weight gradient).
+// Transposed: target an input coordinate, source each output coordinate that reads it (the input gradient, a gather,
+// so rows can run in parallel).
+struct Axis {
+  std::vector<int64_t> begin;                     // the pairs of target t are taps[begin[t], begin[t + 1])
+  std::vector<std::pair<int64_t, int64_t>> taps;  // (tap, source coordinate)
+
+  int64_t size() const { return static_cast<int64_t>(begin.size()) - 1; }
+};
+
+Axis MakeAxis(int64_t in_size, int64_t out_size, int64_t k, int64_t stride, bool transposed) {
+  Axis axis;
+  for (int64_t target = 0; target < (transposed ? in_size : out_size); ++target) {
+    axis.begin.push_back(static_cast<int64_t>(axis.taps.size()));
+    for (int64_t tap = 0; tap < k; ++tap) {
+      if (!transposed) {
+        const int64_t in = target * stride + tap - k / 2;
+        if (in >= 0 && in < in_size) axis.taps.emplace_back(tap, in);
+      } else {
+        const int64_t strides = target - tap + k / 2;  // output o reads this input through `tap` if o * stride is it
+        if (strides >= 0 && strides % stride == 0 && strides / stride < out_size) {
+          axis.taps.emplace_back(tap, strides / stride);
+        }
+      }
     }
+  }
+  axis.begin.push_back(static_cast<int64_t>(axis.taps.size()));
+  return axis;
+}
+
+struct Geometry {
+  int64_t batch, height, width, chans, multiplier, k, out_height, out_width;
+  Axis out_rows, out_cols, in_rows, in_cols;  // forward axes (targets are outputs), transposed axes (inputs)
+};
+
+// fn(w, tap, source pixel) for every column w of the target row `row` (b * rows.size() + h) and every tap i * K + j
+// that meets a pixel of the source map (b * source_height + hh) * source_width + ww: one tap-window walk for the
+// forward, the weight gradient and (transposed) the input gradient.
+template <typename Fn>
+__attribute__((always_inline)) inline void ForEachTap(const Axis &rows, const Axis &cols, int64_t k, int64_t row,
+                                                      int64_t source_height, int64_t source_width, Fn &&fn) {
+  const int64_t image = row / rows.size(), h = row % rows.size();
+  for (int64_t w = 0; w < cols.size(); ++w) {
+    for (int64_t a = rows.begin[h]; a < rows.begin[h + 1]; ++a) {
+      const int64_t i = rows.taps[a].first, source_row = (image * source_height + rows.taps[a].second) * source_width;
+      for (int64_t b = cols.begin[w]; b < cols.begin[w + 1]; ++b) {
+        fn(w, i * k + cols.taps[b].first, source_row + cols.taps[b].second);
+      }
+    }
+  }
+}
+
+// taps[t * C * r + n] = weight[n, 0, t / K, t % K]: one contiguous output-channel vector per tap.
+std::vector<float> Taps(const float *weight, int64_t out_chans, int64_t k) {
+  std::vector<float> taps(k * k * out_chans);
+  for (int64_t n = 0; n < out_chans; ++n) {
+    for (int64_t t = 0; t < k * k; ++t) taps[t * out_chans + n] = weight[n * k * k + t];
   }
   return taps;
 }
 
-// Inlined into the row loops below, so each ISA clone of a row loop gets its own vector code (no call per pixel).
+// The vector helpers are inlined into the row loops below, so each ISA clone of a row loop gets its own vector code.
+// out[c * r + q] += a[c] * b[c * r + q]: input-channel vector a times output-channel vector b.
 __attribute__((always_inline)) inline void MultiplyAdd(float *__restrict out, const float *__restrict a,
-                                                       const float *__restrict b, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] += a[i] * b[i];
-}
-
-__attribute__((always_inline)) inline void Add(float *__restrict out, const float *__restrict a, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] += a[i];
-}
-
-// out row (b, h) = bias + sum over taps of the shifted input rows times the tap's per-channel weights.
-MINDCV_VECTORIZE
-void ConvolveRows(const float *x, const float *taps, const float *bias, float *out, int64_t height, int64_t width,
-                  int64_t chans, int64_t k, int64_t first_row, int64_t last_row) {
-  const int64_t pad = (k - 1) / 2;
-  for (int64_t row = first_row; row < last_row; ++row) {
-    const int64_t h = row % height;
-    const float *image = x + (row - h) * width * chans;
-    for (int64_t w = 0; w < width; ++w) {
-      float *o = out + (row * width + w) * chans;
-      if (bias != nullptr) {
-        std::memcpy(o, bias, chans * sizeof(float));
-      } else {
-        std::memset(o, 0, chans * sizeof(float));
-      }
-      for (int64_t i = 0; i < k; ++i) {
-        const int64_t hh = h + i - pad;
-        if (hh < 0 || hh >= height) continue;
-        for (int64_t j = 0; j < k; ++j) {
-          const int64_t ww = w + j - pad;
-          if (ww < 0 || ww >= width) continue;
-          MultiplyAdd(o, image + (hh * width + ww) * chans, taps + (i * k + j) * chans, chans);
-        }
-      }
-    }
+                                                       const float *__restrict b, int64_t chans, int64_t r) {
+  if (r == 1) {
+    for (int64_t c = 0; c < chans; ++c) out[c] += a[c] * b[c];
+    return;
+  }
+  for (int64_t c = 0; c < chans; ++c) {
+    for (int64_t q = 0; q < r; ++q) out[c * r + q] += a[c] * b[c * r + q];
   }
 }
 
-// Adds rows [first_row, last_row) to sums: (K * K, C) products of dy with the tap-shifted x, then (C) sums of dy.
-// Each row sums in float, the rows add in double, so the result does not depend on the batch size's rounding.
+// out[c] += sum over q of a[c * r + q] * b[c * r + q]: output-channel vectors summed back onto their input channel.
+__attribute__((always_inline)) inline void MultiplyAddReduce(float *__restrict out, const float *__restrict a,
+                                                             const float *__restrict b, int64_t chans, int64_t r) {
+  if (r == 1) return MultiplyAdd(out, a, b, chans, 1);
+  for (int64_t c = 0; c < chans; ++c) {
+    float sum = 0.0f;
+    for (int64_t q = 0; q < r; ++q) sum += a[c * r + q] * b[c * r + q];
+    out[c] += sum;
+  }
+}
+
+// y row (b, h_out) = bias + sum over taps of input pixels times the tap's per-output-channel weights.
 MINDCV_VECTORIZE
-void SumWeightGradRows(const float *dy, const float *x, int64_t height, int64_t width, int64_t chans, int64_t k,
-                       int64_t first_row, int64_t last_row, double *sums) {
-  const int64_t pad = (k - 1) / 2, taps_size = k * k * chans;
-  std::vector<float> row_sums(taps_size + chans);
+void ConvolveRows(const float *x, const float *taps, const float *bias, float *y, const Geometry &g, int64_t first_row,
+                  int64_t last_row) {
+  const int64_t out_chans = g.chans * g.multiplier;
+  for (int64_t row = first_row; row < last_row; ++row) {
+    float *out = y + row * g.out_width * out_chans;
+    for (int64_t w = 0; w < g.out_width; ++w) std::memcpy(out + w * out_chans, bias, out_chans * sizeof(float));
+    ForEachTap(g.out_rows, g.out_cols, g.k, row, g.height, g.width, [&](int64_t w, int64_t tap, int64_t pixel) {
+      MultiplyAdd(out + w * out_chans, x + pixel * g.chans, taps + tap * out_chans, g.chans, g.multiplier);
+    });
+  }
+}
+
+// dx row (b, h) = sum over the taps and output pixels that read it of dy times the tap's weights, summed over the r
+// output channels of each input channel.
+MINDCV_VECTORIZE
+void InputGradRows(const float *dy, const float *taps, float *dx, const Geometry &g, int64_t first_row,
+                   int64_t last_row) {
+  const int64_t out_chans = g.chans * g.multiplier;
+  for (int64_t row = first_row; row < last_row; ++row) {
+    float *out = dx + row * g.width * g.chans;
+    std::memset(out, 0, g.width * g.chans * sizeof(float));
+    ForEachTap(g.in_rows, g.in_cols, g.k, row, g.out_height, g.out_width, [&](int64_t w, int64_t tap, int64_t pixel) {
+      MultiplyAddReduce(out + w * g.chans, dy + pixel * out_chans, taps + tap * out_chans, g.chans, g.multiplier);
+    });
+  }
+}
+
+// Adds output rows [first_row, last_row) to sums: (K * K, C * r) products of dy with the input pixel each tap read,
+// then (C * r) sums of dy. Each row sums in float, the rows add in double, so the result does not depend on the batch
+// size's rounding.
+MINDCV_VECTORIZE
+void SumWeightGradRows(const float *dy, const float *x, const Geometry &g, int64_t first_row, int64_t last_row,
+                       double *sums) {
+  const int64_t out_chans = g.chans * g.multiplier, taps_size = g.k * g.k * out_chans;
+  std::vector<float> row_sums(taps_size + out_chans);
   for (int64_t row = first_row; row < last_row; ++row) {
     std::fill(row_sums.begin(), row_sums.end(), 0.0f);
-    const int64_t h = row % height;
-    const float *image = x + (row - h) * width * chans;
-    for (int64_t w = 0; w < width; ++w) {
-      const float *grad = dy + (row * width + w) * chans;
-      for (int64_t i = 0; i < k; ++i) {
-        const int64_t hh = h + i - pad;
-        if (hh < 0 || hh >= height) continue;
-        for (int64_t j = 0; j < k; ++j) {
-          const int64_t ww = w + j - pad;
-          if (ww < 0 || ww >= width) continue;
-          MultiplyAdd(row_sums.data() + (i * k + j) * chans, grad, image + (hh * width + ww) * chans, chans);
-        }
-      }
-      Add(row_sums.data() + taps_size, grad, chans);
+    const float *grad = dy + row * g.out_width * out_chans;
+    ForEachTap(g.out_rows, g.out_cols, g.k, row, g.height, g.width, [&](int64_t w, int64_t tap, int64_t pixel) {
+      MultiplyAdd(row_sums.data() + tap * out_chans, x + pixel * g.chans, grad + w * out_chans, g.chans,
+                  g.multiplier);
+    });
+    for (int64_t w = 0; w < g.out_width; ++w) {
+      float *bias_sums = row_sums.data() + taps_size;
+      const float *pixel_grad = grad + w * out_chans;
+      for (int64_t n = 0; n < out_chans; ++n) bias_sums[n] += pixel_grad[n];
     }
-    for (int64_t t = 0; t < taps_size + chans; ++t) sums[t] += row_sums[t];
+    for (int64_t t = 0; t < taps_size + out_chans; ++t) sums[t] += row_sums[t];
   }
 }
 
-// Checks the shapes both kernels share; returns false on anything but (B, H, W, C) maps and a (C, 1, K, K) weight.
-bool ReadShapes(int *ndims, int64_t **shapes, int map, int weight, int64_t *batch, int64_t *height, int64_t *width,
-                int64_t *chans, int64_t *k) {
-  if (ndims[map] != 4 || ndims[weight] != 4) return false;
-  *batch = shapes[map][0], *height = shapes[map][1], *width = shapes[map][2], *chans = shapes[map][3];
-  *k = shapes[weight][2];
-  return shapes[weight][0] == *chans && shapes[weight][1] == 1 && shapes[weight][3] == *k && *k % 2 == 1;
+// Reads and checks the shapes: x (B, H, W, C), weight (C * r, 1, K, K), bias and dbias (C * r), and the output-sized
+// map (B, (H + 2 * (K / 2) - K) / stride + 1, ..., C * r). False on anything else.
+bool ReadGeometry(int *ndims, int64_t **shapes, int x, int weight, int bias, int out, int64_t stride, Geometry *g) {
+  if (ndims[x] != 4 || ndims[weight] != 4 || ndims[bias] != 1 || ndims[out] != 4) return false;
+  const int64_t *in = shapes[x], *w = shapes[weight];
+  g->batch = in[0], g->height = in[1], g->width = in[2], g->chans = in[3], g->k = w[2];
+  if (g->chans <= 0 || g->k <= 0 || w[0] % g->chans != 0 || w[1] != 1 || w[3] != g->k) return false;
+  g->multiplier = w[0] / g->chans;
+  g->out_height = (g->height + 2 * (g->k / 2) - g->k) / stride + 1;
+  g->out_width = (g->width + 2 * (g->k / 2) - g->k) / stride + 1;
+  const int64_t *o = shapes[out];
+  if (shapes[bias][0] != w[0] || o[0] != g->batch || o[1] != g->out_height || o[2] != g->out_width || o[3] != w[0]) {
+    return false;
+  }
+  g->out_rows = MakeAxis(g->height, g->out_height, g->k, stride, false);
+  g->out_cols = MakeAxis(g->width, g->out_width, g->k, stride, false);
+  g->in_rows = MakeAxis(g->height, g->out_height, g->k, stride, true);
+  g->in_cols = MakeAxis(g->width, g->out_width, g->k, stride, true);
+  return true;
 }
 
-}  // namespace
-
 // Inputs x, weight, bias; output y.
-extern "C" int DepthwiseConvSame(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                                 void *stream, void *extra) {
-  int64_t batch, height, width, chans, k;
-  if (nparam != 4 || !ReadShapes(ndims, shapes, 0, 1, &batch, &height, &width, &chans, &k)) return 1;
+int Forward(int64_t stride, int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+  Geometry g;
+  if (nparam != 4 || !ReadGeometry(ndims, shapes, 0, 1, 2, 3, stride, &g)) return 1;
   if (!mindcv_lite::AllFloat32(nparam, dtypes)) return 2;
   const float *x = static_cast<const float *>(params[0]);
-  const std::vector<float> taps = Taps(static_cast<const float *>(params[1]), chans, k, false);
+  const std::vector<float> taps = Taps(static_cast<const float *>(params[1]), g.chans * g.multiplier, g.k);
   const float *bias = static_cast<const float *>(params[2]);
   float *y = static_cast<float *>(params[3]);
-  mindcv_lite::ParallelFor(batch * height, [&](int, int64_t begin, int64_t end) {
-    ConvolveRows(x, taps.data(), bias, y, height, width, chans, k, begin, end);
+  mindcv_lite::ParallelFor(g.batch * g.out_height, [&](int, int64_t begin, int64_t end) {
+    ConvolveRows(x, taps.data(), bias, y, g, begin, end);
   });
   return 0;
 }
 
 // Inputs dy, x, weight; outputs dx, dweight, dbias.
-extern "C" int DepthwiseConvSameGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                                     void *stream, void *extra) {
-  int64_t batch, height, width, chans, k;
-  if (nparam != 6 || !ReadShapes(ndims, shapes, 1, 2, &batch, &height, &width, &chans, &k)) return 1;
+int Backward(int64_t stride, int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+  Geometry g;
+  if (nparam != 6 || !ReadGeometry(ndims, shapes, 1, 2, 5, 0, stride, &g)) return 1;
   if (!mindcv_lite::AllFloat32(nparam, dtypes)) return 2;
   const float *dy = static_cast<const float *>(params[0]);
   const float *x = static_cast<const float *>(params[1]);
   float *dx = static_cast<float *>(params[3]);
   float *dweight = static_cast<float *>(params[4]);
   float *dbias = static_cast<float *>(params[5]);
-  const int64_t rows = batch * height, taps_size = k * k * chans;
+  const int64_t out_chans = g.chans * g.multiplier, kk = g.k * g.k, sums_size = (kk + 1) * out_chans;
 
-  // dx: the same convolution of dy with the flipped kernel ("same" padding is its own transpose at stride 1).
-  const std::vector<float> flipped = Taps(static_cast<const float *>(params[2]), chans, k, true);
-  mindcv_lite::ParallelFor(rows, [&](int, int64_t begin, int64_t end) {
-    ConvolveRows(dy, flipped.data(), nullptr, dx, height, width, chans, k, begin, end);
+  const std::vector<float> taps = Taps(static_cast<const float *>(params[2]), out_chans, g.k);
+  mindcv_lite::ParallelFor(g.batch * g.height, [&](int, int64_t begin, int64_t end) {
+    InputGradRows(dy, taps.data(), dx, g, begin, end);
   });
 
-  // dweight[c, i, j] = sum over pixels of dy * x shifted by tap (i, j); dbias = sum of dy; per thread, then summed.
+  // dweight and dbias: per-thread double sums over the output rows, then added up.
+  const int64_t rows = g.batch * g.out_height;
   const int threads = mindcv_lite::NumThreads(rows);
-  std::vector<double> sums(static_cast<size_t>(threads) * (taps_size + chans), 0.0);
+  std::vector<double> sums(static_cast<size_t>(threads) * sums_size, 0.0);
   mindcv_lite::ParallelFor(rows, [&](int thread, int64_t begin, int64_t end) {
-    SumWeightGradRows(dy, x, height, width, chans, k, begin, end, sums.data() + thread * (taps_size + chans));
+    SumWeightGradRows(dy, x, g, begin, end, sums.data() + thread * sums_size);
   }, threads);
-  for (int64_t c = 0; c < chans; ++c) {
-    for (int64_t t = 0; t < k * k; ++t) {
+  for (int64_t n = 0; n < out_chans; ++n) {
+    for (int64_t t = 0; t <= kk; ++t) {
       double total = 0.0;
-      for (int thread = 0; thread < threads; ++thread) total += sums[thread * (taps_size + chans) + t * chans + c];
-      dweight[c * k * k + t] = static_cast<float>(total);
+      for (int thread = 0; thread < threads; ++thread) total += sums[thread * sums_size + t * out_chans + n];
+      (t < kk ? dweight[n * kk + t] : dbias[n]) = static_cast<float>(total);
     }
-    double total = 0.0;
-    for (int thread = 0; thread < threads; ++thread) total += sums[thread * (taps_size + chans) + taps_size + c];
-    dbias[c] = static_cast<float>(total);
   }
   return 0;
 }
+
+}  // namespace
+
+#define MINDCV_DEPTHWISE_CONV_ENTRY_POINTS(STRIDE)                                                                  \
+  extern "C" int DepthwiseConvStride##STRIDE(int nparam, void **params, int *ndims, int64_t **shapes,               \
+                                             const char **dtypes, void *, void *) {                                 \
+    return Forward(STRIDE, nparam, params, ndims, shapes, dtypes);                                                  \
+  }                                                                                                                 \
+  extern "C" int DepthwiseConvStride##STRIDE##Grad(int nparam, void **params, int *ndims, int64_t **shapes,         \
+                                                   const char **dtypes, void *, void *) {                           \
+    return Backward(STRIDE, nparam, params, ndims, shapes, dtypes);                                                 \
+  }
+
+MINDCV_DEPTHWISE_CONV_ENTRY_POINTS(1)
+MINDCV_DEPTHWISE_CONV_ENTRY_POINTS(2)

@@ -18,12 +18,13 @@ class DepthwiseConv2d(nn.Cell):
     (MindSpore's `nn.Conv2d` default 'same' pads asymmetrically).
 
     Three formulations with the same parameters, chosen once from the device target (`formulation` forces one, see
-    `formulation.py`): the grouped `Conv2D` primitive (Ascend, GPU); on CPU, for stride 1 and "same" padding
-    (PVTv2's 3x3), this package's fused C++ kernel; otherwise (PiT's stride-2 pooling, export) one multiply-add per
-    kernel tap over shifted windows of the once-padded map (MindSpore 2.10's CPU grouped Conv2D was over half of
-    pvt_v2_b0's inference time; the rewrite is fast but keeps every tap's product alive in MindSpore's CPU graph
-    runtime). A stride is handled by splitting the map into stride x stride phases first, so every window is a
-    unit-step slice (strided slices trip MindSpore 2.10's CPU StridedSliceGrad: "input memory out of bounds").
+    `formulation.py`): the grouped `Conv2D` primitive (Ascend, GPU); on CPU this package's C++ kernel (stride 1 or 2,
+    padding kernel_size // 2: PVTv2's 3x3 and PiT's stride-2 pooling), because MindSpore 2.10's CPU grouped Conv2D
+    was over half of pvt_v2_b0's inference time; otherwise (other strides or paddings, export, no C++ compiler at
+    install) one multiply-add per kernel tap over shifted windows of the once-padded map, fast but a node per tap (most
+    of pit_ti's compile time) whose products MindSpore's CPU graph runtime all keeps alive. The rewrite handles a
+    stride by splitting the map into stride x stride phases first, so every window is a unit-step slice (strided slices
+    trip MindSpore 2.10's CPU StridedSliceGrad: "input memory out of bounds").
     """
 
     def __init__(self, channels, multiplier=1, kernel_size=3, stride=1, padding=1, formulation=None):
@@ -35,13 +36,13 @@ class DepthwiseConv2d(nn.Cell):
                                             ms.float32), name="weight")
         self.bias = Parameter(initializer(Uniform(1 / math.sqrt(kernel_size * kernel_size)), (out_chans,),
                                           ms.float32), name="bias")
-        kernel_fits = stride == 1 and multiplier == 1 and kernel_size % 2 == 1 and padding == kernel_size // 2
+        kernel_fits = stride in (1, 2) and padding == kernel_size // 2
         if formulation is None:
             formulation = NATIVE if use_native_conv() else kernel_or(REWRITE) if kernel_fits else REWRITE
         self.formulation = check_formulation(formulation, (NATIVE, CPU_KERNEL, REWRITE) if kernel_fits
                                              else (NATIVE, REWRITE))
         if self.formulation == CPU_KERNEL:
-            self.kernel = kernels.depthwise_conv_same()
+            self.kernel = kernels.depthwise_conv(stride)
         elif self.formulation == NATIVE:
             # Sizes as tuples: MindSpore 2.10's ONNX exporter fails on integer ones ("Cast value from type Int64Imm
             # to ValueTuple failed").
