@@ -74,3 +74,28 @@ def gelu_exact():
 
         _OPS["gelu_exact"] = _custom("GeluExact", lambda x: x, check, bprop)
     return _OPS["gelu_exact"]
+
+
+def multi_head_attention(num_heads):
+    """(q (B, N, C), k (B, M, C), v (B, M, C)) -> (out (B, N, C), lse (B, num_heads, N)): per head h (channels
+    h*d..(h+1)*d, d = C / num_heads), out_h = softmax(q_h k_h^T / sqrt(d)) v_h, and lse the rows' log-sum-exp of the
+    scaled scores, which the backward reuses. Gradients flow from `out` only: lse is for the backward. One primitive
+    per head count (the count reaches the kernel as lse's shape), shared by every layer."""
+    key = ("multi_head_attention", num_heads)
+    if key not in _OPS:
+        check = _float32_like("attention")
+
+        def out_shape(q, k, v):
+            if len(q) != 3 or len(k) != 3 or k != v or q[0] != k[0] or q[2] != k[2] or q[2] % num_heads:
+                raise ValueError(f"the attention kernel takes q (B, N, C), k and v (B, M, C) with C divisible by "
+                                 f"{num_heads} heads, got q {q}, k {k}, v {v}")
+            return q, [q[0], num_heads, q[1]]
+
+        grad = _custom("MultiHeadAttentionGrad", lambda dout, q, k, v, out, lse: (q, k, v),
+                       lambda *dtypes: (check(*dtypes),) * 3)
+
+        def bprop(q, k, v, out, dout):
+            return grad(dout[0], q, k, v, out[0], out[1])
+
+        _OPS[key] = _custom("MultiHeadAttention", out_shape, lambda q, k, v: (check(q, k, v),) * 2, bprop)
+    return _OPS[key]
