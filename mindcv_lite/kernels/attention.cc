@@ -17,6 +17,7 @@
 // threads.
 #include <dlfcn.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -33,6 +34,7 @@ namespace {
 using Sgemm = int (*)(char transa, char transb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                       int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc, void *threadpool);
 
+// Return codes (MindSpore reports them as "Return value from CPU AOT kernel ... is N").
 constexpr int kBadShapes = 1, kNotFloat32 = 2, kNoGemm = 3, kGemmFailed = 4;
 
 Sgemm FindSgemm() {
@@ -159,23 +161,22 @@ bool ReadShapes(int *ndims, int64_t **shapes, int q, int k, int v, int out, int 
          shapes[lse][0] == s->batch && shapes[lse][2] == s->queries;
 }
 
-// Runs fn(first, last, scratch) over slices of the (batch, head) pairs on the process's CPUs, each thread with
-// `buffers` scratch matrices of N x M floats; returns kGemmFailed if any GEMM did.
+// Runs fn(batch, head, matrices, row_values) for every (batch, head) pair on the process's CPUs, each thread with its
+// scratch: `matrices` N x M float matrices one after the other, and N floats; returns kGemmFailed if any GEMM did. Threads take the next pair as they
+// finish one, so a thread the OS preempts (a shared machine) does not hold up the others' half of the work.
 template <typename Fn>
-int ForEachHead(const Shapes &s, int buffers, Fn fn) {
-  const int64_t pairs = s.batch * s.heads, buffer_size = s.queries * s.keys;
+int ForEachHead(const Shapes &s, int matrices, Fn fn) {
+  const int64_t pairs = s.batch * s.heads, matrices_size = matrices * s.queries * s.keys;
   const int threads = mindcv_lite::NumThreads(pairs);
-  std::unique_ptr<int[]> status(new int[threads]());
-  mindcv_lite::ParallelFor(pairs, [&](int thread, int64_t first, int64_t last) {
-    std::unique_ptr<float[]> scratch(new float[buffers * buffer_size]);
-    for (int64_t pair = first; pair < last && status[thread] == 0; ++pair) {
-      status[thread] = fn(pair / s.heads, pair % s.heads, scratch.get(), scratch.get() + buffer_size);
+  std::atomic<int64_t> next{0};
+  std::atomic<bool> failed{false};
+  mindcv_lite::ParallelFor(threads, [&](int, int64_t, int64_t) {
+    std::unique_ptr<float[]> scratch(new float[matrices_size + s.queries]);
+    for (int64_t pair = next++; pair < pairs && !failed; pair = next++) {
+      if (fn(pair / s.heads, pair % s.heads, scratch.get(), scratch.get() + matrices_size) != 0) failed = true;
     }
   }, threads);
-  for (int t = 0; t < threads; ++t) {
-    if (status[t] != 0) return kGemmFailed;
-  }
-  return 0;
+  return failed ? kGemmFailed : 0;
 }
 
 }  // namespace
@@ -195,12 +196,11 @@ extern "C" int MultiHeadAttention(int nparam, void **params, int *ndims, int64_t
   float *lse = static_cast<float *>(params[4]);
   const int64_t n = s.queries, m = s.keys, c = s.channels, d = s.head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  return ForEachHead(s, 1, [&](int64_t b, int64_t h, float *scores, float *) {
+  return ForEachHead(s, 1, [&](int64_t b, int64_t h, float *scores, float *inverse_sum) {
     const float *qh = q + b * n * c + h * d, *kh = k + b * m * c + h * d, *vh = v + b * m * c + h * d;
     float *outh = out + b * n * c + h * d, *lseh = lse + (b * s.heads + h) * n;
-    std::unique_ptr<float[]> inverse_sum(new float[n]);
     if (sgemm('N', 'T', n, m, d, scale, qh, c, kh, c, 0.0f, scores, m, nullptr) != 0) return 1;
-    ExpRows(scores, n, m, lseh, inverse_sum.get());
+    ExpRows(scores, n, m, lseh, inverse_sum);
     // out = exp(S - max) V, then each row divided by its sum (N x d multiplies instead of N x M)
     if (sgemm('N', 'N', n, d, m, 1.0f, scores, m, vh, c, 0.0f, outh, c, nullptr) != 0) return 1;
     for (int64_t i = 0; i < n; ++i) {
@@ -231,7 +231,8 @@ extern "C" int MultiHeadAttentionGrad(int nparam, void **params, int *ndims, int
   float *dv = static_cast<float *>(params[8]);
   const int64_t n = s.queries, m = s.keys, c = s.channels, d = s.head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  return ForEachHead(s, 2, [&](int64_t b, int64_t h, float *probs, float *grad) {
+  return ForEachHead(s, 2, [&](int64_t b, int64_t h, float *probs, float *) {
+    float *grad = probs + n * m;
     const int64_t q_offset = b * n * c + h * d, kv_offset = b * m * c + h * d;
     // P = exp(scale Q K^T - lse)
     if (sgemm('N', 'T', n, m, d, scale, q + q_offset, c, k + kv_offset, c, 0.0f, probs, m, nullptr) != 0) return 1;
