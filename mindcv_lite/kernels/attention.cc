@@ -15,41 +15,22 @@
 // GEMMs: oneDNN's sgemm, from the libdnnl.so.3 MindSpore ships and has already loaded (resolved at run time, so the
 // package builds without MindSpore). Each call runs on the calling thread; the (batch, head) pairs are split over
 // threads.
-#include <dlfcn.h>
-
 #include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <memory>
 
+#include "gemm.h"
 #include "parallel.h"
 
 namespace {
 
-// dnnl_threadpool_interop_sgemm from oneDNN's dnnl_threadpool.h: row-major C = alpha op(A) op(B) + beta C, returns
-// dnnl_status_t (0 = success). A null threadpool runs it on the calling thread (plain dnnl_sgemm would use whatever
-// threadpool MindSpore left active on that thread).
-using Sgemm = int (*)(char transa, char transb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                      int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc, void *threadpool);
-
 // Return codes (MindSpore reports them as "Return value from CPU AOT kernel ... is N").
 constexpr int kBadShapes = 1, kNotFloat32 = 2, kNoGemm = 3, kGemmFailed = 4;
 
-Sgemm FindSgemm() {
-  static const Sgemm sgemm = [] {
-    void *library = dlopen("libdnnl.so.3", RTLD_NOW | RTLD_NOLOAD);
-    void *symbol = dlsym(library != nullptr ? library : RTLD_DEFAULT, "dnnl_threadpool_interop_sgemm");
-    if (symbol == nullptr) {
-      std::fprintf(stderr, "mindcv_lite attention kernel: oneDNN's dnnl_threadpool_interop_sgemm was not found in "
-                           "this process (MindSpore's CPU backend loads libdnnl.so.3); use the layer's 'native' "
-                           "formulation\n");
-    }
-    return reinterpret_cast<Sgemm>(symbol);
-  }();
-  return sgemm;
-}
+using mindcv_lite::FindSgemm;
+using mindcv_lite::Sgemm;
 
 constexpr int kLanes = 16;  // independent partial maxima/sums, so the reductions vectorise without -ffast-math
 
