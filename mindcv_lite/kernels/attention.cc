@@ -18,9 +18,9 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 
+#include "exp.h"
 #include "gemm.h"
 #include "parallel.h"
 
@@ -33,26 +33,6 @@ using mindcv_lite::FindSgemm;
 using mindcv_lite::Sgemm;
 
 constexpr int kLanes = 16;  // independent partial maxima/sums, so the reductions vectorise without -ffast-math
-
-// exp(x) for x <= 0 to ~1 ulp (Cephes' expf: x = n ln2 + r, |r| <= ln2 / 2, a degree-5 minimax polynomial); 0 below
-// -87.3, where exp(x) leaves float32's normal range (softmax arguments are scores minus their row maximum).
-__attribute__((always_inline)) inline float ExpNonPositive(float x) {
-  const float clamped = x < -87.3f ? -87.3f : x;
-  const float magic = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer
-  const float n = (clamped * 1.44269504f + magic) - magic;
-  const float r = (clamped - n * 0.693359375f) + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float two_n;
-  std::memcpy(&two_n, &bits, sizeof(two_n));
-  return x < -87.3f ? 0.0f : p * two_n;
-}
 
 __attribute__((always_inline)) inline float RowMax(const float *x, int64_t n) {
   float lanes[kLanes];
@@ -73,13 +53,13 @@ __attribute__((always_inline)) inline float ExpShiftedSum(float *x, int64_t n, f
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     for (int j = 0; j < kLanes; ++j) {
-      x[i + j] = ExpNonPositive(x[i + j] - shift);
+      x[i + j] = mindcv_lite::Exp(x[i + j] - shift);
       lanes[j] += x[i + j];
     }
   }
   float result = 0.0f;
   for (; i < n; ++i) {
-    x[i] = ExpNonPositive(x[i] - shift);
+    x[i] = mindcv_lite::Exp(x[i] - shift);
     result += x[i];
   }
   for (int j = 0; j < kLanes; ++j) result += lanes[j];
@@ -103,7 +83,7 @@ MINDCV_VECTORIZE
 void ProbabilityRows(float *scores, int64_t rows, int64_t cols, const float *lse) {
   for (int64_t i = 0; i < rows; ++i) {
     float *row = scores + i * cols;
-    for (int64_t j = 0; j < cols; ++j) row[j] = ExpNonPositive(row[j] - lse[i]);
+    for (int64_t j = 0; j < cols; ++j) row[j] = mindcv_lite::Exp(row[j] - lse[i]);
   }
 }
 

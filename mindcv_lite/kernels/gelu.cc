@@ -4,37 +4,15 @@
 // inference time) and its CPU graph runtime keeps each of their outputs alive; one pass writes only the result.
 // The backward needs only the input: dx = dy * (Phi(x) + x * phi(x)).
 //
-// erfc is Numerical Recipes' `erfcc` (fractional error below 1.2e-7 everywhere), with an exp that vectorises.
+// erfc is Numerical Recipes' `erfcc` (fractional error below 1.2e-7 everywhere), with exp.h's exp, which vectorises.
 #include <cstdint>
-#include <cstring>
 
+#include "exp.h"
 #include "parallel.h"
 
 namespace {
 
 constexpr int64_t kChunk = 1 << 14;  // elements per parallel work item
-
-inline float BitsToFloat(int32_t bits) {
-  float value;
-  std::memcpy(&value, &bits, sizeof(value));
-  return value;
-}
-
-// exp(x) to ~2e-7 relative for x in [-87, 88]: x = n ln2 + r, a degree-6 Taylor polynomial of e^r, times 2^n.
-inline float Exp(float x) {
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-  const float magic = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer
-  const float n = (x * 1.44269504f + magic) - magic;
-  const float r = (x - n * 0.693145752f) - n * 1.42860677e-06f;
-  float p = 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  return p * BitsToFloat((static_cast<int32_t>(n) + 127) << 23);
-}
 
 // Phi(x) = P(N(0, 1) <= x) = erfc(-x / sqrt(2)) / 2.
 inline float NormalCdf(float x) {
@@ -43,7 +21,7 @@ inline float NormalCdf(float x) {
   const float poly = -1.26551223f + t * (1.00002368f + t * (0.37409196f + t * (0.09678418f + t * (-0.18628806f +
                      t * (0.27886807f + t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f +
                      t * 0.17087277f))))))));
-  const float half_erfc = 0.5f * t * Exp(poly - z * z);
+  const float half_erfc = 0.5f * t * mindcv_lite::Exp(poly - z * z);
   return x < 0.0f ? half_erfc : 1.0f - half_erfc;
 }
 
@@ -56,7 +34,7 @@ MINDCV_VECTORIZE
 void GeluBackward(const float *__restrict dy, const float *__restrict x, float *__restrict dx, int64_t n) {
   const float inv_sqrt_2pi = 0.398942280f;
   for (int64_t i = 0; i < n; ++i) {
-    const float density = inv_sqrt_2pi * Exp(-0.5f * x[i] * x[i]);
+    const float density = inv_sqrt_2pi * mindcv_lite::Exp(-0.5f * x[i] * x[i]);
     dx[i] = dy[i] * (NormalCdf(x[i]) + x[i] * density);
   }
 }
