@@ -5,12 +5,14 @@
 //
 // Why: MindSpore 2.10's CPU grouped Conv2D was over half of pvt_v2_b0's inference time, and the rewrite as one
 // multiply-add per tap over shifted windows doubled the model's peak memory (its CPU graph runtime keeps every
-// intermediate of a graph alive) and was most of pit_ti's compile time (a node per tap). One kernel is one node and
-// writes only its output.
+// intermediate of a graph alive) and was a third of pit_ti's compile time (a node per tap). One kernel is one node
+// and writes only its output.
 //
 // Layouts: x, dx (B, H, W, C); y, dy (B, H_out, W_out, C * r); weight and its gradient (C * r, 1, K, K) as
 // MindSpore's grouped Conv2D, output channel c * r + q reading input channel c; bias (C * r). An aot kernel sees only
 // shapes, so the stride is in the entry point's name: DepthwiseConvStride1/2 and DepthwiseConvStride1/2Grad.
+// Return codes (MindSpore reports them as "Return value from CPU AOT kernel ... is N"): 1 shapes other than these,
+// 2 not float32.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
