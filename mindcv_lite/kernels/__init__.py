@@ -99,3 +99,32 @@ def multi_head_attention(num_heads):
 
         _OPS[key] = _custom("MultiHeadAttention", out_shape, lambda q, k, v: (check(q, k, v),) * 2, bprop)
     return _OPS[key]
+
+
+def linear(has_bias=True):
+    """(x (..., in), weight (out, in)[, bias (out,)]) -> x weight^T + bias (..., out), nn.Dense's function, writing
+    its output once; the backward reads x and weight. One primitive per bias choice, shared by every layer."""
+    name = "Linear" if has_bias else "LinearNoBias"
+    if name not in _OPS:
+        check = _float32_like("linear")
+        outputs = 3 if has_bias else 2
+
+        def out_shape(x, weight, *bias):
+            if len(x) < 1 or len(weight) != 2 or x[-1] != weight[1] or any(list(b) != [weight[0]] for b in bias):
+                raise ValueError(f"the linear kernel takes x (..., in), weight (out, in)"
+                                 f"{' and bias (out,)' if has_bias else ''}, got x {x}, weight {weight}"
+                                 f"{', bias ' + str(bias[0]) if bias else ''}")
+            return list(x[:-1]) + [weight[0]]
+
+        grad = _custom(f"{name}Grad", lambda dy, x, weight: (x, weight, [weight[0]])[:outputs],
+                       lambda *dtypes: (check(*dtypes),) * outputs)
+
+        if has_bias:
+            def bprop(x, weight, bias, out, dout):
+                return grad(dout, x, weight)
+        else:
+            def bprop(x, weight, out, dout):
+                return grad(dout, x, weight)
+
+        _OPS[name] = _custom(name, out_shape, check, bprop)
+    return _OPS[name]

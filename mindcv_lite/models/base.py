@@ -14,7 +14,7 @@ from collections import defaultdict
 from mindspore import nn
 
 from ..utils.memory import ReleasesCompilerMemory
-from .layers import init_weights
+from .layers import Linear, init_weights
 
 __all__ = ["MATCH_PREV_GROUP", "VisionModel", "group_parameters", "layer_ids"]
 
@@ -50,7 +50,7 @@ class VisionModel(ReleasesCompilerMemory):
 
     # -- classifier ------------------------------------------------------------------------------------------
     def create_head(self, num_classes):
-        return nn.Dense(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        return Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def get_classifier(self):
         heads = tuple(getattr(self, n) for n in self.classifier_names if getattr(self, n, None) is not None)

@@ -4,6 +4,7 @@ from .block import Block
 from .depthwise_conv import DepthwiseConv2d
 from .drop_path import DropPath
 from .init import init_weights, trunc_normal
+from .linear import Linear
 from .mlp import Mlp, MlpWithDepthwiseConv
 from .norm import LayerNorm
 from .patch_conv import PatchConv2d
@@ -15,6 +16,7 @@ __all__ = [
     "DepthwiseConv2d",
     "DropPath",
     "LayerNorm",
+    "Linear",
     "LinearSRAttention",
     "Mlp",
     "MlpWithDepthwiseConv",

@@ -6,6 +6,7 @@ from mindspore import nn, ops
 from ... import kernels
 from .formulation import CPU_KERNEL, NATIVE, check_formulation, kernel_or, use_native_conv
 from .gelu import ExactGELU
+from .linear import Linear
 from .norm import LayerNorm
 from .patch_conv import PatchConv2d
 from .pool import adaptive_avg_pool
@@ -35,13 +36,13 @@ class _MultiHeadAttention(nn.Cell):
         self.scale = self.head_dim ** -0.5
         # The reference checkpoints' layouts: PVT stores a fused `kv` projection, PiT separate `k` and `v`.
         self.fused_kv = fused_kv
-        self.q = nn.Dense(dim, dim, has_bias=qkv_bias)
+        self.q = Linear(dim, dim, has_bias=qkv_bias)
         if fused_kv:
-            self.kv = nn.Dense(dim, dim * 2, has_bias=qkv_bias)
+            self.kv = Linear(dim, dim * 2, has_bias=qkv_bias)
         else:
-            self.k = nn.Dense(dim, dim, has_bias=qkv_bias)
-            self.v = nn.Dense(dim, dim, has_bias=qkv_bias)
-        self.proj = nn.Dense(dim, dim)
+            self.k = Linear(dim, dim, has_bias=qkv_bias)
+            self.v = Linear(dim, dim, has_bias=qkv_bias)
+        self.proj = Linear(dim, dim)
         self.proj_drop = nn.Dropout(p=proj_drop)
         kernel_fits = attn_drop == 0
         if formulation is None:

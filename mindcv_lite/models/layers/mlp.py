@@ -4,6 +4,7 @@ from mindspore import nn
 
 from .depthwise_conv import DepthwiseConv2d
 from .gelu import ExactGELU
+from .linear import Linear
 
 
 class Mlp(nn.Cell):
@@ -11,9 +12,9 @@ class Mlp(nn.Cell):
 
     def __init__(self, in_features, hidden_features, drop=0.0):
         super().__init__()
-        self.fc1 = nn.Dense(in_features, hidden_features)
+        self.fc1 = Linear(in_features, hidden_features)
         self.act = ExactGELU()
-        self.fc2 = nn.Dense(hidden_features, in_features)
+        self.fc2 = Linear(hidden_features, in_features)
         self.drop = nn.Dropout(p=drop)
 
     def construct(self, x, height, width):
@@ -27,11 +28,11 @@ class MlpWithDepthwiseConv(nn.Cell):
 
     def __init__(self, in_features, hidden_features, drop=0.0, extra_relu=False):
         super().__init__()
-        self.fc1 = nn.Dense(in_features, hidden_features)
+        self.fc1 = Linear(in_features, hidden_features)
         self.relu = nn.ReLU() if extra_relu else nn.Identity()
         self.dwconv = DepthwiseConv2d(hidden_features, kernel_size=3, stride=1, padding=1)
         self.act = ExactGELU()
-        self.fc2 = nn.Dense(hidden_features, in_features)
+        self.fc2 = Linear(hidden_features, in_features)
         self.drop = nn.Dropout(p=drop)
 
     def construct(self, x, height, width):

@@ -1,0 +1,96 @@
+"""The linear layer's formulations (nn.Dense's MatMul and BiasAdd; the package's fused CPU kernel) compute the same
+function with the same parameters: outputs and gradients agree to 1e-5 relative."""
+import numpy as np
+import pytest
+
+import mindspore as ms
+from mindspore import nn, ops
+
+from mindcv_lite import kernels
+from mindcv_lite.models.layers import Linear, Mlp
+from mindcv_lite.models.layers import formulation as formulations
+from mindcv_lite.models.layers.formulation import CPU_KERNEL, NATIVE
+
+
+def _assert_close(actual, expected):
+    scale = np.abs(expected).max()
+    assert scale > 0 and np.abs(actual - expected).max() <= 1e-5 * scale, (np.abs(actual - expected).max(), scale)
+
+
+class _Gradients(nn.Cell):
+    """The gradients of sum(layer(x) * weights) with respect to x and the layer's parameters."""
+
+    def __init__(self, layer, weights):
+        super().__init__()
+        self.layer, self.weights = layer, weights
+        self.grad = ops.GradOperation(get_all=True, get_by_list=True)
+        self.params = layer.trainable_params()
+
+    def loss(self, x):
+        return (self.layer(x) * self.weights).sum()
+
+    def construct(self, x):
+        return self.grad(self.loss, self.params)(x)
+
+
+@pytest.mark.parametrize("x_shape, out_features, has_bias", [
+    ((5, 7), 3, True),          # 2-D input
+    ((2, 9, 13), 19, True),     # tokens (B, N, C), sizes not multiples of 8
+    ((2, 9, 13), 19, False),    # no bias (qkv_bias=False)
+    ((2, 3, 2000, 40), 6, True),  # 4-D; rows in several tiles, the weight gradient split by columns
+], ids=["2d", "3d", "3d-no-bias", "4d"])
+def test_kernel_matches_native_dense(x_shape, out_features, has_bias, mode):
+    rng = np.random.default_rng(0)
+    native = Linear(x_shape[-1], out_features, has_bias=has_bias, formulation=NATIVE)
+    kernel = Linear(x_shape[-1], out_features, has_bias=has_bias, formulation=CPU_KERNEL)
+    if has_bias:  # nonzero, unlike the initialisation
+        native.bias.set_data(ms.Tensor(rng.standard_normal(out_features).astype(np.float32)))
+    for mine, theirs in zip(kernel.trainable_params(), native.trainable_params()):
+        mine.set_data(theirs.data.copy())
+    x = ms.Tensor(rng.standard_normal(x_shape).astype(np.float32))
+    weights = ms.Tensor(rng.standard_normal(x_shape[:-1] + (out_features,)).astype(np.float32))
+    out = kernel(x)
+    assert out.shape == x_shape[:-1] + (out_features,)
+    _assert_close(out.asnumpy(), native(x).asnumpy())
+    (dx,), grads = _Gradients(kernel, weights)(x)
+    (expected_dx,), expected_grads = _Gradients(native, weights)(x)
+    assert len(grads) == (2 if has_bias else 1)
+    for grad, expected in zip((dx,) + tuple(grads), (expected_dx,) + tuple(expected_grads)):
+        _assert_close(grad.asnumpy(), expected.asnumpy())
+
+
+def test_linear_is_a_dense_with_densess_parameters():
+    """init_weights, mixed precision's cell lists and checkpoints look for nn.Dense and its parameter names."""
+    layer = Linear(6, 4)
+    assert isinstance(layer, nn.Dense)
+    assert [(p.name, p.shape) for p in layer.get_parameters()] == [("weight", (4, 6)), ("bias", (4,))]
+    assert [p.name for p in Linear(6, 4, has_bias=False).get_parameters()] == ["weight"]
+
+
+def test_linear_follows_the_device_target():
+    """The kernel on this CPU machine (the blocks' projections too); nn.Dense's operators for export."""
+    assert ms.get_context("device_target") == "CPU"
+    assert kernels.library_path() is not None, "the install step (pip install -e .) did not build the CPU kernels"
+    assert Linear(4, 3).formulation == CPU_KERNEL
+    assert Mlp(4, 8).fc1.formulation == CPU_KERNEL
+    with formulations.portable_formulations():
+        assert Linear(4, 3).formulation == NATIVE
+    with pytest.raises(ValueError, match="rewrite"):
+        Linear(4, 3, formulation="rewrite")
+
+
+def test_missing_kernel_library_falls_back_to_dense_with_a_warning(monkeypatch):
+    monkeypatch.setattr(kernels, "library_path", lambda: None)
+    monkeypatch.setitem(formulations._state, "warned", False)
+    with pytest.warns(RuntimeWarning, match="build_ext --inplace"):
+        assert Linear(4, 3).formulation == NATIVE
+    with pytest.raises(RuntimeError, match="pip install -e"):
+        Linear(4, 3, formulation=CPU_KERNEL)
+
+
+def test_kernel_rejects_float16_and_mismatched_shapes_with_clear_errors(pynative):
+    layer = Linear(4, 3, formulation=CPU_KERNEL)
+    with pytest.raises(TypeError, match="float32 only"):
+        layer(ms.Tensor(np.zeros((2, 4), np.float16)))
+    with pytest.raises(ValueError, match=r"x \(\.\.\., in\), weight \(out, in\)"):
+        layer(ms.Tensor(np.zeros((2, 5), np.float32)))
