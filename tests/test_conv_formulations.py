@@ -56,6 +56,16 @@ CASES = [
     (PatchConv2d, (3, 5, 16, 8, 0), REWRITE, (2, 35, 33, 3)),       # PiT stem 16/8 (last rows/columns cropped)
     (PatchConv2d, (4, 5, 4, 4, 0), REWRITE, (2, 16, 12, 4)),        # PVT patch embedding / reduction (kernel = stride)
     (PatchConv2d, (4, 5, 1, 1, 0), REWRITE, (2, 7, 7, 4)),          # PVTv2-li 1x1 reduction
+    (PatchConv2d, (3, 5, 4, 4, 0, True), REWRITE, (1, 3, 8, 12)),   # channels-first input (the stems)
+    (PatchConv2d, (3, 8, 7, 4, 3), CPU_KERNEL, (2, 30, 27, 3)),     # the same with the C++ kernel
+    (PatchConv2d, (4, 6, 3, 2, 1), CPU_KERNEL, (2, 15, 14, 4)),
+    (PatchConv2d, (3, 5, 16, 8, 0), CPU_KERNEL, (2, 35, 33, 3)),
+    (PatchConv2d, (4, 5, 4, 4, 0), CPU_KERNEL, (2, 16, 12, 4)),
+    (PatchConv2d, (4, 5, 1, 1, 0), CPU_KERNEL, (2, 7, 7, 4)),
+    (PatchConv2d, (3, 8, 7, 4, 3, True), CPU_KERNEL, (2, 3, 30, 27)),   # kernel, channels-first: PVTv2 stem
+    (PatchConv2d, (3, 5, 16, 8, 0, True), CPU_KERNEL, (1, 3, 35, 33)),  # PiT stem
+    (PatchConv2d, (2, 3, 5, 1, 2), CPU_KERNEL, (10, 7, 9, 2)),      # kernel: 3 blocks of rows (across images) whose
+                                                                    # inputs overlap
     (DepthwiseConv2d, (6, 1, 3, 1, 1), REWRITE, (2, 9, 8, 6)),      # PVTv2 MLP 3x3
     (DepthwiseConv2d, (6, 1, 3, 1, 1), CPU_KERNEL, (2, 9, 8, 6)),   # the same with the C++ kernel
     (DepthwiseConv2d, (5, 1, 5, 1, 2), CPU_KERNEL, (3, 4, 7, 5)),   # kernel: 5x5, a map smaller than the kernel
@@ -85,12 +95,14 @@ def test_formulation_follows_the_device_target():
     rewrites; the native path is what Ascend/GPU get."""
     assert ms.get_context("device_target") == "CPU"
     assert kernels.library_path() is not None, "the install step (pip install -e .) did not build the CPU kernels"
-    assert PatchConv2d(3, 4, 7, 4, 3).formulation == REWRITE
+    assert PatchConv2d(3, 4, 7, 4, 3).formulation == CPU_KERNEL
+    assert PatchConv2d(3, 4, 16, 8, 0, channels_first=True).formulation == CPU_KERNEL
     assert DepthwiseConv2d(4).formulation == CPU_KERNEL
     assert DepthwiseConv2d(4, 2, 3, 2, 1).formulation == CPU_KERNEL  # PiT's pooling
     assert DepthwiseConv2d(4, 2, 3, 2, 0).formulation == REWRITE     # a padding the kernel does not compute
     with formulations.portable_formulations():
         assert DepthwiseConv2d(4).formulation == REWRITE
+        assert PatchConv2d(3, 4, 7, 4, 3).formulation == REWRITE
     assert DepthwiseConv2d(4).formulation == CPU_KERNEL
 
 
@@ -108,11 +120,15 @@ def test_formulations_a_layer_cannot_compute_are_rejected():
         DepthwiseConv2d(4, 2, 3, 3, 1, formulation=CPU_KERNEL)
     with pytest.raises(ValueError, match="cpu_kernel"):
         DepthwiseConv2d(4, 2, 3, 2, 0, formulation=CPU_KERNEL)
-    with pytest.raises(ValueError, match="cpu_kernel"):
-        PatchConv2d(3, 4, 7, 4, 3, formulation=CPU_KERNEL)
 
 
 def test_cpu_kernel_rejects_float16_with_a_clear_error(pynative):
     layer = DepthwiseConv2d(4, formulation=CPU_KERNEL)
     with pytest.raises(TypeError, match="float32 only"):
         layer(ms.Tensor(np.zeros((1, 3, 3, 4), np.float16)))
+
+
+def test_patch_conv_kernel_rejects_a_mismatched_input_with_a_clear_error(pynative):
+    layer = PatchConv2d(3, 4, 4, 4, formulation=CPU_KERNEL)
+    with pytest.raises(ValueError, match="patch convolution kernel takes x"):
+        layer(ms.Tensor(np.zeros((1, 8, 8, 5), np.float32)))

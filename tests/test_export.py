@@ -56,7 +56,13 @@ def test_onnx_runs_in_onnxruntime_with_mindspore_logits(name, tmp_path):
                             image_size=SIZE, batch_size=2)
         assert path.endswith("b0.mindir")
         graph = nn.GraphCell(ms.load(path))
-        assert _relative_error(graph(ms.Tensor(images)).asnumpy(), logits) <= 1e-6
+        # The MINDIR holds the portable formulations (export_model), which agree with this machine's CPU kernels to
+        # float32 rounding only (~1e-6 over the network; each layer: tests/test_conv_formulations.py): compare it
+        # with the same formulations in MindSpore.
+        with portable_formulations():
+            portable = create_model(name, num_classes=NUM_CLASSES, checkpoint_path=str(ckpt), img_size=SIZE)
+        portable.set_train(False)
+        assert _relative_error(graph(ms.Tensor(images)).asnumpy(), portable(ms.Tensor(images)).asnumpy()) <= 1e-6
 
 
 class _LinearSRBlock(nn.Cell):

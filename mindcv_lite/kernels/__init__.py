@@ -63,6 +63,46 @@ def depthwise_conv(stride):
     return _OPS[name]
 
 
+def patch_conv(stride, padding, channels_first=False):
+    """(x (B, H, W, C_in), or (B, C_in, H, W) with `channels_first`, weight (C_out, C_in, K, K), bias (C_out,),
+    geometry) -> the convolution with that stride and symmetric zero padding, channels-last (B, H_out, W_out, C_out).
+    `geometry` is `patch_conv_geometry(stride, padding, channels_first)`, a constant the layer holds: the aot kernel
+    sees only shapes and pointers, and stride and padding do not follow from the shapes. One primitive per geometry
+    (the output shape depends on it), shared by every layer."""
+    key = ("patch_conv", stride, padding, channels_first)
+    if key not in _OPS:
+        check = _float32_like("patch convolution")
+
+        def out_shape(x, weight, bias, geometry):
+            layout = "(B, C, H, W)" if channels_first else "(B, H, W, C)"
+            if len(x) == 4 and len(weight) == 4:
+                chans, height, width = (x[1], x[2], x[3]) if channels_first else (x[3], x[1], x[2])
+                if weight[1] == chans and weight[2] == weight[3] and list(bias) == [weight[0]] and \
+                        min(height, width) + 2 * padding >= weight[2]:
+                    return [x[0], (height + 2 * padding - weight[2]) // stride + 1,
+                            (width + 2 * padding - weight[2]) // stride + 1, weight[0]]
+            raise ValueError(f"the patch convolution kernel takes x {layout} at least as large as the padded kernel, "
+                             f"weight (C_out, C, K, K) and bias (C_out,), got x {x}, weight {weight}, bias {bias}")
+
+        grad_input = _custom("PatchConvGradInput", lambda dy, x, weight, geometry: x,
+                             lambda dy, x, weight, geometry: check(dy, x, weight))
+        grad_weight = _custom("PatchConvGradWeight", lambda dy, x, weight, geometry: (weight, [weight[0]]),
+                              lambda dy, x, weight, geometry: (check(dy, x, weight),) * 2)
+
+        def bprop(x, weight, bias, geometry, out, dout):
+            # (two kernels: a graph that needs no dx, the stem's images, drops the first as dead code)
+            dweight, dbias = grad_weight(dout, x, weight, geometry)
+            return grad_input(dout, x, weight, geometry), dweight, dbias, ops.zeros_like(geometry)
+
+        _OPS[key] = _custom("PatchConv", out_shape, lambda x, weight, bias, geometry: check(x, weight, bias), bprop)
+    return _OPS[key]
+
+
+def patch_conv_geometry(stride, padding, channels_first=False):
+    """The constant int32 input that carries `patch_conv`'s stride, padding and input layout to the kernel."""
+    return ms.Tensor([stride, padding, int(channels_first)], ms.int32)
+
+
 def gelu_exact():
     """x -> x * Phi(x), the exact (erf) GELU, float32 of any shape; its backward reads only x."""
     if "gelu_exact" not in _OPS:

@@ -20,14 +20,15 @@ __all__ = ["PoolingTransformer"]
 
 
 class ConvEmbedding(nn.Cell):
-    """Overlapping patch embedding (kernel `patch_size`, stride `stride`) to a channels-last map."""
+    """Overlapping patch embedding (kernel `patch_size`, stride `stride`) of images (B, C, H, W) to a channels-last
+    map."""
 
     def __init__(self, in_chans, embed_dim, patch_size, stride, padding):
         super().__init__()
-        self.conv = PatchConv2d(in_chans, embed_dim, patch_size, stride, padding)
+        self.conv = PatchConv2d(in_chans, embed_dim, patch_size, stride, padding, channels_first=True)
 
     def construct(self, x):
-        return self.conv(x.transpose(0, 2, 3, 1))
+        return self.conv(x)
 
 
 class Pooling(nn.Cell):

@@ -21,15 +21,16 @@ __all__ = ["PyramidVisionTransformer"]
 
 
 class PatchEmbed(nn.Cell):
-    """Non-overlapping patches (kernel = stride = `patch_size`) of a channels-last map, then LayerNorm (eps 1e-5)."""
+    """Non-overlapping patches (kernel = stride = `patch_size`) of a channels-last map (`channels_first`: of the
+    images), then LayerNorm (eps 1e-5)."""
 
-    def __init__(self, patch_size, in_chans, embed_dim, norm_eps=1e-5):
+    def __init__(self, patch_size, in_chans, embed_dim, norm_eps=1e-5, channels_first=False):
         super().__init__()
-        self.proj = PatchConv2d(in_chans, embed_dim, patch_size, patch_size)
+        self.proj = PatchConv2d(in_chans, embed_dim, patch_size, patch_size, channels_first=channels_first)
         self.norm = LayerNorm(embed_dim, eps=norm_eps)
 
     def construct(self, x):
-        """(B, H, W, C_in) -> tokens (B, H/p * W/p, C) and the new map height and width."""
+        """(B, H, W, C_in) (or images (B, C_in, H, W)) -> tokens (B, H/p * W/p, C) and the new map height and width."""
         x = self.proj(x)
         batch, height, width, dim = x.shape
         return self.norm(x.reshape(batch, height * width, dim)), height, width
@@ -41,12 +42,12 @@ class PvtStage(nn.Cell):
     map's tokens for this stage's blocks and its own position-embedding slot."""
 
     def __init__(self, in_dim, dim, patch_size, grid_size, depth, num_heads, mlp_ratio, sr_ratio, qkv_bias,
-                 class_token, drop_rate, attn_drop_rate, drop_path, norm_eps):
+                 class_token, drop_rate, attn_drop_rate, drop_path, norm_eps, channels_first=False):
         super().__init__()
         self.grid_size = grid_size
         self.class_token = class_token
         self.num_prefix = 1 if class_token else 0
-        self.patch_embed = PatchEmbed(patch_size, in_dim, dim)
+        self.patch_embed = PatchEmbed(patch_size, in_dim, dim, channels_first=channels_first)
         self.pos_embed = Parameter(trunc_normal((1, grid_size ** 2 + self.num_prefix, dim)), name="pos_embed")
         self.pos_drop = nn.Dropout(p=drop_rate)
         self.blocks = nn.CellList([
@@ -94,7 +95,8 @@ class PyramidVisionTransformer(VisionModel):
         self.stages = nn.CellList([
             PvtStage(in_dims[i], embed_dims[i], patch_size if i == 0 else 2, self.grid_sizes[i], depths[i],
                      num_heads[i], mlp_ratios[i], sr_ratios[i], qkv_bias, class_token=i == 3, drop_rate=drop_rate,
-                     attn_drop_rate=attn_drop_rate, drop_path=rates[offsets[i]:offsets[i + 1]], norm_eps=norm_eps)
+                     attn_drop_rate=attn_drop_rate, drop_path=rates[offsets[i]:offsets[i + 1]], norm_eps=norm_eps,
+                     channels_first=i == 0)
             for i in range(4)
         ])
         self.norm = LayerNorm(embed_dims[3], eps=norm_eps)
@@ -115,10 +117,11 @@ class PyramidVisionTransformer(VisionModel):
     pos_embed4 = property(lambda self: self.stages[3].pos_embed)
 
     def forward_stem(self, x):
-        """Images (B, C, H, W), H and W divisible by 32 -> channels-last images and the class token."""
+        """Images (B, C, H, W), H and W divisible by 32 -> the images (the first patch embedding reads them
+        channels-first) and the class token."""
         if x.shape[2] % 32 or x.shape[3] % 32:
             raise ValueError(f"PVT needs input height and width divisible by 32, got {x.shape[2]}x{x.shape[3]}")
-        return x.transpose(0, 2, 3, 1), ops.broadcast_to(self.cls_token, (x.shape[0], -1, -1))
+        return x, ops.broadcast_to(self.cls_token, (x.shape[0], -1, -1))
 
     def forward_norm(self, x, cls_tokens):
         """Normalised tokens (B, 1 + H*W/1024, C), class first."""

@@ -24,13 +24,15 @@ __all__ = ["PyramidVisionTransformerV2"]
 class OverlapPatchEmbed(nn.Cell):
     """Stride-`stride` convolution with a larger kernel and symmetric padding `patch_size // 2`, then LayerNorm."""
 
-    def __init__(self, patch_size, stride, in_chans, embed_dim, norm_eps=1e-5):
+    def __init__(self, patch_size, stride, in_chans, embed_dim, norm_eps=1e-5, channels_first=False):
         super().__init__()
-        self.proj = PatchConv2d(in_chans, embed_dim, patch_size, stride, padding=patch_size // 2)
+        self.proj = PatchConv2d(in_chans, embed_dim, patch_size, stride, padding=patch_size // 2,
+                                channels_first=channels_first)
         self.norm = LayerNorm(embed_dim, eps=norm_eps)
 
     def construct(self, x):
-        """(B, H, W, C_in) -> (B, ceil(H / stride), ceil(W / stride), C)."""
+        """(B, H, W, C_in) (`channels_first`: images (B, C_in, H, W)) -> (B, ceil(H / stride), ceil(W / stride),
+        C)."""
         return self.norm(self.proj(x))
 
 
@@ -39,9 +41,9 @@ class PvtV2Stage(nn.Cell):
     with a depthwise convolution), LayerNorm."""
 
     def __init__(self, in_dim, dim, patch_size, stride, depth, num_heads, mlp_ratio, sr_ratio, qkv_bias, linear,
-                 drop_rate, attn_drop_rate, drop_path, norm_eps):
+                 drop_rate, attn_drop_rate, drop_path, norm_eps, channels_first=False):
         super().__init__()
-        self.patch_embed = OverlapPatchEmbed(patch_size, stride, in_dim, dim)
+        self.patch_embed = OverlapPatchEmbed(patch_size, stride, in_dim, dim, channels_first=channels_first)
 
         def attention():
             if linear:
@@ -58,7 +60,8 @@ class PvtV2Stage(nn.Cell):
         self.norm = LayerNorm(dim, eps=norm_eps)
 
     def construct(self, x, tokens):
-        """Channels-last map (B, H, W, C_in) -> the stage's normalised map (B, H', W', C)."""
+        """Channels-last map (B, H, W, C_in) (the first stage: the images (B, C_in, H, W)) -> the stage's normalised
+        map (B, H', W', C)."""
         x = self.patch_embed(x)
         batch, height, width, dim = x.shape
         x = x.reshape(batch, height * width, dim)
@@ -89,7 +92,7 @@ class PyramidVisionTransformerV2(VisionModel):
         self.stages = nn.CellList([
             PvtV2Stage(in_dims[i], embed_dims[i], 7 if i == 0 else 3, 4 if i == 0 else 2, depths[i], num_heads[i],
                        mlp_ratios[i], sr_ratios[i], qkv_bias, linear, drop_rate, attn_drop_rate,
-                       rates[offsets[i]:offsets[i + 1]], norm_eps)
+                       rates[offsets[i]:offsets[i + 1]], norm_eps, channels_first=i == 0)
             for i in range(4)
         ])
         self.head = self.create_head(num_classes)
@@ -104,7 +107,8 @@ class PyramidVisionTransformerV2(VisionModel):
         return re.sub(r"\.mlp\.dwconv\.(weight|bias)$", r".mlp.dwconv.dwconv.\1", path)
 
     def forward_stem(self, x):
-        return x.transpose(0, 2, 3, 1), None
+        """Images (B, C, H, W), as the first patch embedding reads them, and no tokens."""
+        return x, None
 
     def forward_norm(self, x, tokens):
         """Normalised last-stage tokens (B, H*W/1024, C) (each stage normalises its own output)."""
