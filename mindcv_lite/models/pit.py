@@ -10,7 +10,7 @@ import re
 import numpy as np
 from mindspore import Parameter, nn, ops
 
-from .layers import Attention, Block, DepthwiseConv2d, LayerNorm, Mlp, PatchConv2d, resample_pos_embed_grid, \
+from .layers import Attention, Block, DepthwiseConv2d, LayerNorm, Linear, Mlp, PatchConv2d, resample_pos_embed_grid, \
     trunc_normal
 from .base import VisionModel
 from .helpers import build_model_with_cfg
@@ -38,7 +38,7 @@ class Pooling(nn.Cell):
         super().__init__()
         self.conv = DepthwiseConv2d(in_dim, out_dim // in_dim, kernel_size=stride + 1, stride=stride,
                                     padding=stride // 2)
-        self.fc = nn.Dense(in_dim, out_dim)
+        self.fc = Linear(in_dim, out_dim)
 
     def construct(self, x, cls_tokens):
         return self.conv(x), self.fc(cls_tokens)
