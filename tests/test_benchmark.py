@@ -20,4 +20,4 @@ def test_profile_prints_the_top_op_types_and_layers(capsys):
     tables = out[out.index("### pit_ti infer"):]
     assert "| op type | ms/step | share | calls/step |" in tables
     assert "| MatMul |" in tables
-    assert "stages/PitStage/blocks/Block/mlp-Mlp/fc1-Linear Custom" in tables  # blocks merged
+    assert "stages/PitStage/blocks/Block/mlp-Mlp/fc2-Linear Custom" in tables  # blocks merged

@@ -1,5 +1,6 @@
 """The linear layer's formulations (nn.Dense's MatMul and BiasAdd; the package's fused CPU kernel) compute the same
-function with the same parameters: outputs and gradients agree to 1e-5 relative."""
+function with the same parameters: outputs and gradients agree to 1e-5 relative. So do the MLP's fc1 + exact GELU
+as one kernel and as nn.Dense followed by MindSpore's GELU."""
 import numpy as np
 import pytest
 
@@ -59,6 +60,71 @@ def test_kernel_matches_native_dense(x_shape, out_features, has_bias, mode):
         _assert_close(grad.asnumpy(), expected.asnumpy())
 
 
+class _DenseThenGelu(nn.Cell):
+    """GELU(dense(x)), as the fused kernel or as nn.Dense's operators and MindSpore's exact GELU."""
+
+    def __init__(self, dense, fused):
+        super().__init__()
+        self.dense, self.fused = dense, fused
+        self.gelu = nn.GELU(approximate=False)
+        self.linear_gelu = kernels.linear_gelu()
+
+    def construct(self, x):
+        if self.fused:
+            return self.linear_gelu(x, self.dense.weight, self.dense.bias)
+        return self.gelu(self.dense(x))
+
+
+@pytest.mark.parametrize("x_shape, out_features", [
+    ((2, 9, 13), 19),    # sizes not multiples of 8
+    ((3, 700, 24), 40),  # rows in several tiles, the weight gradient split by rows
+], ids=["3d", "tiles"])
+def test_linear_gelu_kernel_matches_dense_then_gelu(x_shape, out_features, mode):
+    rng = np.random.default_rng(1)
+    native = _DenseThenGelu(Linear(x_shape[-1], out_features, formulation=NATIVE), fused=False)
+    fused = _DenseThenGelu(Linear(x_shape[-1], out_features, formulation=NATIVE), fused=True)
+    native.dense.bias.set_data(ms.Tensor(rng.standard_normal(out_features).astype(np.float32)))
+    for mine, theirs in zip(fused.trainable_params(), native.trainable_params()):
+        mine.set_data(theirs.data.copy())
+    x = ms.Tensor(rng.standard_normal(x_shape).astype(np.float32))
+    weights = ms.Tensor(rng.standard_normal(x_shape[:-1] + (out_features,)).astype(np.float32))
+    expected = native(x).asnumpy()
+    assert (expected < 0).any() and (expected > 1).any()  # both sides of GELU's bend are exercised
+    _assert_close(fused(x).asnumpy(), expected)
+    (dx,), grads = _Gradients(fused, weights)(x)
+    (expected_dx,), expected_grads = _Gradients(native, weights)(x)
+    assert len(grads) == 2
+    for grad, expected in zip((dx,) + tuple(grads), (expected_dx,) + tuple(expected_grads)):
+        _assert_close(grad.asnumpy(), expected.asnumpy())
+
+
+class _TokenMlp(nn.Cell):
+    def __init__(self, mlp):
+        super().__init__()
+        self.mlp = mlp
+
+    def construct(self, x):
+        return self.mlp(x, 1, x.shape[1])
+
+
+def test_mlp_in_inference_matches_training(mode):
+    """Inference runs fc1 and the GELU as one kernel, training as two: same outputs and gradients."""
+    rng = np.random.default_rng(2)
+    mlp = _TokenMlp(Mlp(12, 48))
+    assert mlp.mlp.fuse_fc1_act
+    mlp.mlp.fc1.bias.set_data(ms.Tensor(rng.standard_normal(48).astype(np.float32)))
+    x = ms.Tensor(rng.standard_normal((2, 5, 12)).astype(np.float32))
+    weights = ms.Tensor(rng.standard_normal((2, 5, 12)).astype(np.float32))
+    results = {}
+    for training in (True, False):
+        mlp.set_train(training)
+        (dx,), grads = _Gradients(mlp, weights)(x)
+        results[training] = [mlp(x).asnumpy(), dx.asnumpy()] + [grad.asnumpy() for grad in grads]
+    assert len(results[False]) == 2 + 4  # output, dx, fc1 and fc2's weight and bias
+    for in_inference, in_training in zip(results[False], results[True]):
+        _assert_close(in_inference, in_training)
+
+
 def test_linear_is_a_dense_with_densess_parameters():
     """init_weights, mixed precision's cell lists and checkpoints look for nn.Dense and its parameter names."""
     layer = Linear(6, 4)
@@ -73,8 +139,10 @@ def test_linear_follows_the_device_target():
     assert kernels.library_path() is not None, "the install step (pip install -e .) did not build the CPU kernels"
     assert Linear(4, 3).formulation == CPU_KERNEL
     assert Mlp(4, 8).fc1.formulation == CPU_KERNEL
+    assert Mlp(4, 8).fuse_fc1_act
     with formulations.portable_formulations():
         assert Linear(4, 3).formulation == NATIVE
+        assert not Mlp(4, 8).fuse_fc1_act
     with pytest.raises(ValueError, match="rewrite"):
         Linear(4, 3, formulation="rewrite")
 
@@ -84,6 +152,7 @@ def test_missing_kernel_library_falls_back_to_dense_with_a_warning(monkeypatch):
     monkeypatch.setitem(formulations._state, "warned", False)
     with pytest.warns(RuntimeWarning, match="build_ext --inplace"):
         assert Linear(4, 3).formulation == NATIVE
+    assert not Mlp(4, 8).fuse_fc1_act
     with pytest.raises(RuntimeError, match="pip install -e"):
         Linear(4, 3, formulation=CPU_KERNEL)
 
@@ -94,3 +163,5 @@ def test_kernel_rejects_float16_and_mismatched_shapes_with_clear_errors(pynative
         layer(ms.Tensor(np.zeros((2, 4), np.float16)))
     with pytest.raises(ValueError, match=r"x \(\.\.\., in\), weight \(out, in\)"):
         layer(ms.Tensor(np.zeros((2, 5), np.float32)))
+    with pytest.raises(ValueError, match=r"linear \+ GELU kernel takes .* bias \(out,\), got .* bias \[4\]"):
+        kernels.linear_gelu()(ms.Tensor(np.zeros((2, 4), np.float32)), layer.weight, ms.Tensor(np.zeros(4, np.float32)))

@@ -141,6 +141,14 @@ def multi_head_attention(num_heads):
     return _OPS[key]
 
 
+def _linear_out_shape(kernel, x, weight, *bias):
+    """(..., out) for x (..., in), weight (out, in) and bias (out,) when the kernel takes one; else a ValueError."""
+    if len(x) < 1 or len(weight) != 2 or x[-1] != weight[1] or any(list(b) != [weight[0]] for b in bias):
+        raise ValueError(f"the {kernel} kernel takes x (..., in), weight (out, in){' and bias (out,)' if bias else ''}"
+                         f", got x {x}, weight {weight}{', bias ' + str(bias[0]) if bias else ''}")
+    return list(x[:-1]) + [weight[0]]
+
+
 def linear(has_bias=True):
     """(x (..., in), weight (out, in)[, bias (out,)]) -> x weight^T + bias (..., out), nn.Dense's function, writing
     its output once; the backward reads x and weight. One primitive per bias choice, shared by every layer."""
@@ -148,14 +156,6 @@ def linear(has_bias=True):
     if name not in _OPS:
         check = _float32_like("linear")
         outputs = 3 if has_bias else 2
-
-        def out_shape(x, weight, *bias):
-            if len(x) < 1 or len(weight) != 2 or x[-1] != weight[1] or any(list(b) != [weight[0]] for b in bias):
-                raise ValueError(f"the linear kernel takes x (..., in), weight (out, in)"
-                                 f"{' and bias (out,)' if has_bias else ''}, got x {x}, weight {weight}"
-                                 f"{', bias ' + str(bias[0]) if bias else ''}")
-            return list(x[:-1]) + [weight[0]]
-
         grad = _custom(f"{name}Grad", lambda dy, x, weight: (x, weight, [weight[0]])[:outputs],
                        lambda *dtypes: (check(*dtypes),) * outputs)
 
@@ -166,5 +166,22 @@ def linear(has_bias=True):
             def bprop(x, weight, out, dout):
                 return grad(dout, x, weight)
 
-        _OPS[name] = _custom(name, out_shape, check, bprop)
+        _OPS[name] = _custom(name, lambda *shapes: _linear_out_shape("linear", *shapes), check, bprop)
     return _OPS[name]
+
+
+def linear_gelu():
+    """(x (..., in), weight (out, in), bias (out,)) -> GELU(x weight^T + bias), the exact GELU, written once: an MLP's
+    fc1 and its activation without the pre-activation buffer. The backward reads x, weight and bias and recomputes
+    the pre-activation (one more GEMM than fc1 and the GELU apart). One primitive, shared by every layer."""
+    if "LinearGelu" not in _OPS:
+        check = _float32_like("linear + GELU")
+        grad = _custom("LinearGeluGrad", lambda dy, x, weight, bias: (x, weight, bias),
+                       lambda *dtypes: (check(*dtypes),) * 3)
+
+        def bprop(x, weight, bias, out, dout):
+            return grad(dout, x, weight, bias)
+
+        _OPS["LinearGelu"] = _custom("LinearGelu", lambda *shapes: _linear_out_shape("linear + GELU", *shapes), check,
+                                     bprop)
+    return _OPS["LinearGelu"]

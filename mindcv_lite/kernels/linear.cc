@@ -1,15 +1,17 @@
-// Linear layer y = x W^T + b (nn.Dense's function), forward and backward, as MindSpore `ops.Custom` "aot" CPU kernels
-// (mindcv_lite/kernels/__init__.py).
+// Linear layer y = x W^T + b (nn.Dense's function), and the same followed by the exact GELU, forward and backward, as
+// MindSpore `ops.Custom` "aot" CPU kernels (mindcv_lite/kernels/__init__.py).
 //
 // Why: MindSpore 2.10 runs `nn.Dense` on CPU as Reshape -> MatMul -> BiasAdd -> Reshape, and its CPU graph runtime
 // keeps both the MatMul and the BiasAdd outputs alive (PVT's stage-1 fc1 at batch 16: 2 x 98 MB); its BiasAddGrad is
 // 2-3x slower than a ReduceSum, and each of the four nodes costs compile time and compiler memory. Here the output is
 // written once (its rows pre-filled with the bias, the GEMM adding x W^T onto them while they are in cache), in one
-// node.
+// node. LinearGelu also applies the GELU to each output tile in place right after its GEMM, so an MLP's fc1 output
+// and its GELU's output (another 98 MB, alive at once with the first) are one buffer, written in one pass; its
+// backward recomputes z = x W^T + b tile by tile for dz = dy GELU'(z) instead of keeping z.
 //
 // Layouts: x, dx (rows, in) with any leading dims flattened into rows; y, dy (rows, out); weight, dweight (out, in)
 // as nn.Dense's `weight`; bias, dbias (out). Entry points: Linear / LinearGrad (with bias), LinearNoBias /
-// LinearNoBiasGrad.
+// LinearNoBiasGrad, LinearGelu / LinearGeluGrad (with bias).
 //
 // GEMMs: oneDNN's sgemm (gemm.h), each call on the calling thread. The forward and dx split rows into tiles that
 // threads take as they finish one (a thread the OS preempts on a shared machine does not hold up the others); dweight
@@ -21,6 +23,7 @@
 #include <cstring>
 #include <memory>
 
+#include "gelu.h"
 #include "gemm.h"
 #include "parallel.h"
 
@@ -85,7 +88,30 @@ bool ForEachBlock(int64_t size, Fn fn) {
   return !failed;
 }
 
-int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, bool has_bias) {
+// Rows [first, first + count) of y = x W^T + b (bias may be null).
+bool ForwardTile(Sgemm sgemm, const Shapes &s, const float *x, const float *weight, const float *bias, int64_t first,
+                 int64_t count, float *y) {
+  float *tile = y + first * s.out;
+  if (bias != nullptr) {
+    for (int64_t r = 0; r < count; ++r) std::memcpy(tile + r * s.out, bias, s.out * sizeof(float));
+  }
+  return sgemm('N', 'T', count, s.out, s.in, 1.0f, x + first * s.in, s.in, weight, s.in, bias != nullptr ? 1.0f : 0.0f,
+               tile, s.out, nullptr) == 0;
+}
+
+MINDCV_VECTORIZE
+void GeluInPlace(float *y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = mindcv_lite::Gelu(y[i]);
+}
+
+// z <- dy GELU'(z)
+MINDCV_VECTORIZE
+void MultiplyByGeluSlope(const float *__restrict dy, float *__restrict z, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) z[i] = dy[i] * mindcv_lite::GeluSlope(z[i]);
+}
+
+// Inputs x, weight[, bias]; output y = x W^T + b, through the GELU when `gelu`.
+int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, bool has_bias, bool gelu) {
   Shapes s;
   if (nparam != (has_bias ? 4 : 3) || !ReadShapes(ndims, shapes, 0, 1, nparam - 1, has_bias ? 2 : -1, &s)) {
     return kBadShapes;
@@ -98,12 +124,9 @@ int Forward(int nparam, void **params, int *ndims, int64_t **shapes, const char 
   const float *bias = has_bias ? static_cast<const float *>(params[2]) : nullptr;
   float *y = static_cast<float *>(params[nparam - 1]);
   const bool ok = ForEachRowTile(s.rows, std::max(s.in, s.out), [&](int64_t first, int64_t count) {
-    float *tile = y + first * s.out;
-    if (bias != nullptr) {
-      for (int64_t r = 0; r < count; ++r) std::memcpy(tile + r * s.out, bias, s.out * sizeof(float));
-    }
-    return sgemm('N', 'T', count, s.out, s.in, 1.0f, x + first * s.in, s.in, weight, s.in,
-                 bias != nullptr ? 1.0f : 0.0f, tile, s.out, nullptr) == 0;
+    if (!ForwardTile(sgemm, s, x, weight, bias, first, count, y)) return false;
+    if (gelu) GeluInPlace(y + first * s.out, count * s.out);
+    return true;
   });
   return ok ? 0 : kGemmFailed;
 }
@@ -125,6 +148,38 @@ void SumColumns(const float *dy, int64_t rows, int64_t cols, int64_t first, int6
   for (int64_t c = 0; c < count; ++c) dbias[first + c] = static_cast<float>(total[c]);
 }
 
+// Rows [first, first + count) of dx = dy W.
+bool DataGradientTile(Sgemm sgemm, const Shapes &s, const float *dy, const float *weight, int64_t first, int64_t count,
+                      float *dx) {
+  return sgemm('N', 'N', count, s.in, s.out, 1.0f, dy + first * s.out, s.out, weight, s.in, 0.0f, dx + first * s.in,
+               s.in, nullptr) == 0;
+}
+
+// dweight = dy^T x, blocks of its output rows, or of its columns when those are more; then dbias (may be null) = the
+// column sums of dy.
+bool ParameterGradients(Sgemm sgemm, const Shapes &s, const float *dy, const float *x, float *dweight, float *dbias) {
+  const int64_t rows = s.rows, in = s.in, out = s.out;
+  bool ok;
+  if (out >= in) {
+    ok = ForEachBlock(out, [&](int64_t first, int64_t count) {
+      return sgemm('T', 'N', count, in, rows, 1.0f, dy + first, out, x, in, 0.0f, dweight + first * in, in,
+                   nullptr) == 0;
+    });
+  } else {
+    ok = ForEachBlock(in, [&](int64_t first, int64_t count) {
+      return sgemm('T', 'N', out, count, rows, 1.0f, dy, out, x + first, in, 0.0f, dweight + first, in,
+                   nullptr) == 0;
+    });
+  }
+  if (dbias != nullptr) {
+    ForEachBlock(out, [&](int64_t first, int64_t count) {
+      SumColumns(dy, rows, out, first, count, dbias);
+      return true;
+    });
+  }
+  return ok;
+}
+
 // Inputs dy, x, weight; outputs dx, dweight[, dbias].
 int Backward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, bool has_bias) {
   Shapes s;
@@ -139,46 +194,51 @@ int Backward(int nparam, void **params, int *ndims, int64_t **shapes, const char
   const float *x = static_cast<const float *>(params[1]);
   const float *weight = static_cast<const float *>(params[2]);
   float *dx = static_cast<float *>(params[3]);
-  float *dweight = static_cast<float *>(params[4]);
-  const int64_t rows = s.rows, in = s.in, out = s.out;
-  // dx = dy W
-  bool ok = ForEachRowTile(rows, std::max(in, out), [&](int64_t first, int64_t count) {
-    return sgemm('N', 'N', count, in, out, 1.0f, dy + first * out, out, weight, in, 0.0f, dx + first * in, in,
-                 nullptr) == 0;
+  const bool ok = ForEachRowTile(s.rows, std::max(s.in, s.out), [&](int64_t first, int64_t count) {
+    return DataGradientTile(sgemm, s, dy, weight, first, count, dx);
   });
-  // dW = dy^T x, blocks of its output rows, or of its columns when those are more
-  if (out >= in) {
-    ok = ok && ForEachBlock(out, [&](int64_t first, int64_t count) {
-      return sgemm('T', 'N', count, in, rows, 1.0f, dy + first, out, x, in, 0.0f, dweight + first * in, in,
-                   nullptr) == 0;
-    });
-  } else {
-    ok = ok && ForEachBlock(in, [&](int64_t first, int64_t count) {
-      return sgemm('T', 'N', out, count, rows, 1.0f, dy, out, x + first, in, 0.0f, dweight + first, in,
-                   nullptr) == 0;
-    });
+  const bool grads_ok = ok && ParameterGradients(sgemm, s, dy, x, static_cast<float *>(params[4]),
+                                                 has_bias ? static_cast<float *>(params[5]) : nullptr);
+  return grads_ok ? 0 : kGemmFailed;
+}
+
+// Inputs dy, x, weight, bias; outputs dx, dweight, dbias of y = GELU(x W^T + b). dz = dy GELU'(z) is computed tile by
+// tile into a temporary (rows, out) buffer (z recomputed there), and each tile's dx = dz W right after, in cache.
+int BackwardThroughGelu(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+  Shapes s;
+  if (nparam != 7 || !ReadShapes(ndims, shapes, 1, 2, 0, 3, &s) || !ReadShapes(ndims, shapes, 4, 5, 0, 6, &s)) {
+    return kBadShapes;
   }
-  if (has_bias) {
-    float *dbias = static_cast<float *>(params[5]);
-    ForEachBlock(out, [&](int64_t first, int64_t count) {
-      SumColumns(dy, rows, out, first, count, dbias);
-      return true;
-    });
-  }
-  return ok ? 0 : kGemmFailed;
+  if (!mindcv_lite::AllFloat32(nparam, dtypes)) return kNotFloat32;
+  const Sgemm sgemm = FindSgemm();
+  if (sgemm == nullptr) return kNoGemm;
+  const float *dy = static_cast<const float *>(params[0]);
+  const float *x = static_cast<const float *>(params[1]);
+  const float *weight = static_cast<const float *>(params[2]);
+  const float *bias = static_cast<const float *>(params[3]);
+  float *dx = static_cast<float *>(params[4]);
+  std::unique_ptr<float[]> dz(new float[s.rows * s.out]);
+  const bool ok = ForEachRowTile(s.rows, std::max(s.in, s.out), [&](int64_t first, int64_t count) {
+    if (!ForwardTile(sgemm, s, x, weight, bias, first, count, dz.get())) return false;
+    MultiplyByGeluSlope(dy + first * s.out, dz.get() + first * s.out, count * s.out);
+    return DataGradientTile(sgemm, s, dz.get(), weight, first, count, dx);
+  });
+  const bool grads_ok = ok && ParameterGradients(sgemm, s, dz.get(), x, static_cast<float *>(params[5]),
+                                                 static_cast<float *>(params[6]));
+  return grads_ok ? 0 : kGemmFailed;
 }
 
 }  // namespace
 
 // Inputs x, weight, bias; output y.
 extern "C" int Linear(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *, void *) {
-  return Forward(nparam, params, ndims, shapes, dtypes, true);
+  return Forward(nparam, params, ndims, shapes, dtypes, true, false);
 }
 
 // Inputs x, weight; output y.
 extern "C" int LinearNoBias(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
                             void *) {
-  return Forward(nparam, params, ndims, shapes, dtypes, false);
+  return Forward(nparam, params, ndims, shapes, dtypes, false, false);
 }
 
 // Inputs dy, x, weight; outputs dx, dweight, dbias.
@@ -191,4 +251,16 @@ extern "C" int LinearGrad(int nparam, void **params, int *ndims, int64_t **shape
 extern "C" int LinearNoBiasGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
                                 void *) {
   return Backward(nparam, params, ndims, shapes, dtypes, false);
+}
+
+// Inputs x, weight, bias; output GELU(x W^T + b).
+extern "C" int LinearGelu(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                          void *) {
+  return Forward(nparam, params, ndims, shapes, dtypes, true, true);
+}
+
+// Inputs dy, x, weight, bias; outputs dx, dweight, dbias.
+extern "C" int LinearGeluGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *,
+                              void *) {
+  return BackwardThroughGelu(nparam, params, ndims, shapes, dtypes);
 }
