@@ -117,15 +117,6 @@ def test_attention_follows_the_device_target():
         Attention(8, 2, attn_drop=0.1, formulation=CPU_KERNEL)
 
 
-def test_missing_kernel_library_falls_back_to_native_attention_with_a_warning(monkeypatch):
-    monkeypatch.setattr(kernels, "library_path", lambda: None)
-    monkeypatch.setitem(formulations._state, "warned", False)
-    with pytest.warns(RuntimeWarning, match="build_ext --inplace"):
-        assert Attention(8, 2).formulation == NATIVE
-    with pytest.raises(RuntimeError, match="pip install -e"):
-        Attention(8, 2, formulation=CPU_KERNEL)
-
-
 def test_kernel_rejects_float16_and_malformed_shapes_with_clear_errors(pynative):
     attention = kernels.multi_head_attention(2)
     half = ms.Tensor(np.zeros((1, 3, 4), np.float16))

@@ -1,6 +1,8 @@
 """The convolution layers' formulations (native Conv2D for Ascend/GPU; on CPU the package's C++ kernel or the
 matmul / multiply-add rewrites) compute the same function with the same parameters: outputs and gradients agree to
 1e-5 relative."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -8,9 +10,10 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from mindcv_lite import kernels
-from mindcv_lite.models.layers import DepthwiseConv2d, PatchConv2d
+from mindcv_lite.models.layers import Attention, DepthwiseConv2d, Linear, PatchConv2d
 from mindcv_lite.models.layers import formulation as formulations
 from mindcv_lite.models.layers.formulation import CPU_KERNEL, NATIVE, REWRITE
+from mindcv_lite.models.layers.gelu import ExactGELU
 
 
 class _SquaredSum(nn.Cell):
@@ -106,13 +109,25 @@ def test_formulation_follows_the_device_target():
     assert DepthwiseConv2d(4).formulation == CPU_KERNEL
 
 
-def test_missing_kernel_library_falls_back_to_the_rewrite_with_a_warning(monkeypatch):
+@pytest.mark.parametrize("build, fallback", [
+    (lambda **kwargs: DepthwiseConv2d(4, **kwargs), REWRITE),
+    (lambda **kwargs: PatchConv2d(3, 4, 7, 4, 3, **kwargs), REWRITE),
+    (lambda **kwargs: Linear(4, 3, **kwargs), NATIVE),
+    (lambda **kwargs: Attention(8, 2, **kwargs), NATIVE),
+    (lambda **kwargs: ExactGELU(**kwargs), NATIVE),
+], ids=["depthwise", "patch", "linear", "attention", "gelu"])
+def test_missing_kernel_library_falls_back_with_one_warning(monkeypatch, build, fallback):
+    """Every layer with a CPU kernel computes without the library (a checkout built without a compiler): the
+    first layer warns with the command that builds it, later ones are quiet; asking for the kernel is an error."""
     monkeypatch.setattr(kernels, "library_path", lambda: None)
     monkeypatch.setitem(formulations._state, "warned", False)
     with pytest.warns(RuntimeWarning, match="build_ext --inplace"):
-        assert DepthwiseConv2d(4).formulation == REWRITE
+        assert build().formulation == fallback
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert build().formulation == fallback
     with pytest.raises(RuntimeError, match="pip install -e"):
-        DepthwiseConv2d(4, formulation=CPU_KERNEL)
+        build(formulation=CPU_KERNEL)
 
 
 def test_formulations_a_layer_cannot_compute_are_rejected():

@@ -4,7 +4,7 @@ them freely; the plain one ignores the map size."""
 from mindspore import nn, ops
 
 from ... import kernels
-from .formulation import CPU_KERNEL, NATIVE, check_formulation, kernel_or, use_native_conv
+from .formulation import CPU_KERNEL, NATIVE, check_formulation, kernel_or, use_native_ops
 from .gelu import ExactGELU
 from .linear import Linear
 from .norm import LayerNorm
@@ -46,7 +46,7 @@ class _MultiHeadAttention(nn.Cell):
         self.proj_drop = nn.Dropout(p=proj_drop)
         kernel_fits = attn_drop == 0
         if formulation is None:
-            formulation = NATIVE if use_native_conv() or not kernel_fits else kernel_or(NATIVE)
+            formulation = NATIVE if use_native_ops() or not kernel_fits else kernel_or(NATIVE)
         self.formulation = check_formulation(formulation, (NATIVE, CPU_KERNEL) if kernel_fits else (NATIVE,))
         if self.formulation == CPU_KERNEL:
             self.attention = kernels.multi_head_attention(num_heads)

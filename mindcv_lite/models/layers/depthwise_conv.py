@@ -6,7 +6,7 @@ from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import HeUniform, Uniform, initializer
 
 from ... import kernels
-from .formulation import CPU_KERNEL, NATIVE, REWRITE, check_formulation, kernel_or, use_native_conv
+from .formulation import CPU_KERNEL, NATIVE, REWRITE, check_formulation, kernel_or, use_native_ops
 from .padding import pad_to_blocks, shifted_windows
 
 
@@ -38,7 +38,7 @@ class DepthwiseConv2d(nn.Cell):
                                           ms.float32), name="bias")
         kernel_fits = stride in (1, 2) and padding == kernel_size // 2
         if formulation is None:
-            formulation = NATIVE if use_native_conv() else kernel_or(REWRITE) if kernel_fits else REWRITE
+            formulation = NATIVE if use_native_ops() else kernel_or(REWRITE) if kernel_fits else REWRITE
         self.formulation = check_formulation(formulation, (NATIVE, CPU_KERNEL, REWRITE) if kernel_fits
                                              else (NATIVE, REWRITE))
         if self.formulation == CPU_KERNEL:

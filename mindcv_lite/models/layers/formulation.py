@@ -1,12 +1,13 @@
 """Which formulation the shared layers compute with: MindSpore's native kernels, the package's CPU kernels, or
 rewrites into other standard ops.
 
-On Ascend and GPU the native `Conv2D` (symmetric padding, grouped for depthwise) is the fast and memory-lean path.
-MindSpore 2.10's CPU `Conv2D` is pathologically slow for the strided patch embeddings (3->64, k16 s8 on
-16x3x224x224: 2.2 s against 9 ms in PyTorch) and for grouped convolutions (PVTv2's 3x3 depthwise: over half of
-pvt_v2_b0's inference time), so on CPU the layers use matmul / multiply-add rewrites with the same parameters, or,
-where one fits, a fused C++ kernel of this package (`mindcv_lite.kernels`): the rewrites cost memory on CPU, because
-MindSpore 2.10's CPU graph runtime keeps every intermediate of a graph alive.
+On Ascend and GPU MindSpore's native operators (`Conv2D` with symmetric padding, grouped for depthwise, BatchMatMul
+and softmax, Dense, exact GELU) are the fast and memory-lean path. On CPU, MindSpore 2.10's kernels are
+pathologically slow for the strided patch embeddings (3->64, k16 s8 on 16x3x224x224: 2.2 s against 9 ms in PyTorch)
+and grouped convolutions, and its CPU graph runtime keeps what a multi-op formulation computes in between (attention
+scores, a Dense's MatMul and BiasAdd outputs, a Transpose's compile-time index table), so the layers use this
+package's C++ kernels (`mindcv_lite.kernels`), one node each, with the same parameters; rewrites into other standard
+operators serve export and a missing kernel library.
 
 A layer reads its formulation once, when it is built (after the device is set).
 """
@@ -24,8 +25,8 @@ REWRITE = "rewrite"        # other standard operators computing the same functio
 _state = {"kernels_enabled": True, "warned": False}
 
 
-def use_native_conv():
-    """True unless MindSpore runs on CPU (then the layers pick a CPU kernel or rewrite)."""
+def use_native_ops():
+    """True unless MindSpore runs on CPU (then the layers pick a CPU kernel, or a rewrite where none fits)."""
     return ms.get_context("device_target") != "CPU"
 
 

@@ -3,7 +3,7 @@ graphs) a form without the Erf operator."""
 from mindspore import nn, ops
 
 from ... import kernels
-from .formulation import CPU_KERNEL, NATIVE, check_formulation, kernel_or, use_native_conv
+from .formulation import CPU_KERNEL, NATIVE, check_formulation, kernel_or, use_native_ops
 
 _SQRT_HALF = 0.7071067811865476
 # Abramowitz & Stegun 7.1.26: erfc(z) = poly(t) * exp(-z^2), t = 1 / (1 + p z), z >= 0; |error| <= 1.5e-7.
@@ -22,7 +22,7 @@ class ExactGELU(nn.Cell):
     def __init__(self, formulation=None):
         super().__init__()
         if formulation is None:
-            formulation = NATIVE if use_native_conv() else kernel_or(NATIVE)
+            formulation = NATIVE if use_native_ops() else kernel_or(NATIVE)
         self.formulation = check_formulation(formulation, (NATIVE, CPU_KERNEL))
         self.gelu = kernels.gelu_exact() if self.formulation == CPU_KERNEL else nn.GELU(approximate=False)
 

@@ -2,7 +2,7 @@
 from mindspore import nn
 
 from ... import kernels
-from .formulation import CPU_KERNEL, NATIVE, check_formulation, kernel_or, use_native_conv
+from .formulation import CPU_KERNEL, NATIVE, check_formulation, kernel_or, use_native_ops
 
 
 class Linear(nn.Dense):
@@ -19,7 +19,7 @@ class Linear(nn.Dense):
     def __init__(self, in_channels, out_channels, has_bias=True, formulation=None):
         super().__init__(in_channels, out_channels, has_bias=has_bias)
         if formulation is None:
-            formulation = NATIVE if use_native_conv() else kernel_or(NATIVE)
+            formulation = NATIVE if use_native_ops() else kernel_or(NATIVE)
         self.formulation = check_formulation(formulation, (NATIVE, CPU_KERNEL))
         if self.formulation == CPU_KERNEL:
             self.linear = kernels.linear(has_bias)

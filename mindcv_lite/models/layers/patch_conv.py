@@ -20,7 +20,7 @@ from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import HeUniform, Uniform, initializer
 
 from ... import kernels
-from .formulation import CPU_KERNEL, NATIVE, REWRITE, check_formulation, kernel_or, use_native_conv
+from .formulation import CPU_KERNEL, NATIVE, REWRITE, check_formulation, kernel_or, use_native_ops
 from .padding import pad_to_blocks, shifted_windows, zero_pad
 
 
@@ -44,7 +44,7 @@ class PatchConv2d(nn.Cell):
                                             ms.float32), name="weight")
         self.bias = Parameter(initializer(Uniform(1 / math.sqrt(fan_in)), (out_chans,), ms.float32), name="bias")
         if formulation is None:
-            formulation = NATIVE if use_native_conv() else kernel_or(REWRITE)
+            formulation = NATIVE if use_native_ops() else kernel_or(REWRITE)
         self.formulation = check_formulation(formulation, (NATIVE, CPU_KERNEL, REWRITE))
         if self.formulation == CPU_KERNEL:
             self.kernel = kernels.patch_conv(stride, padding, channels_first)
