@@ -182,7 +182,7 @@ def _distill_args(data_dir, ckpt_dir, teacher_ckpt, epochs, *extra):
                        "--distillation_alpha", "1.0", "--teacher_model", "pit_ti", "--teacher_ckpt",
                        str(teacher_ckpt), "--ema", "True",
                        "--batch_size", "2", "--gradient_accumulation_steps", "2", "--loss_scale_type", "dynamic",
-                       "--loss_scale", "1024", "--lr", "5e-4", *extra)
+                       "--loss_scale", "1024", "--lr", "1e-3", *extra)
 
 
 @pytest.fixture(scope="module")
