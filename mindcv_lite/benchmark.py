@@ -114,8 +114,9 @@ def profile(model_name, batch_size=16, what="infer", mode="graph", img_size=224,
     by_type, by_layer, calls = defaultdict(float), defaultdict(float), defaultdict(int)
     for row in rows:
         ms_per_step = float(row["op_total_time(ms)"]) / steps
-        by_type[row["op_type"]] += ms_per_step
-        calls[row["op_type"]] += int(row["op_occurrences"]) // steps
+        op_type = _op_type(row["op_type"], row["full_op_name"])
+        by_type[op_type] += ms_per_step
+        calls[op_type] += int(row["op_occurrences"]) // steps
         layer = re.sub(r"-CellList/\d+-", "/", row["full_op_name"].rsplit("/", 1)[0]).removeprefix("Default/")
         by_layer[f"{layer} {row['op_type']}"] += ms_per_step
     total = sum(by_type.values())
@@ -127,6 +128,18 @@ def profile(model_name, batch_size=16, what="infer", mode="graph", img_size=224,
     for name, ms_time in sorted(by_layer.items(), key=lambda item: -item[1])[:top]:
         lines.append(f"| {name} | {ms_time:.1f} | {ms_time / total:.1%} |")
     return "\n".join(lines)
+
+
+def _op_type(op_type, full_name):
+    """MindSpore's op type, except that this package's kernels (all of type `Custom`) are told apart by the layer
+    class that calls them, e.g. `Custom Linear grad`. (Layers share one primitive per kernel, so the profiler files
+    every layer's backward under the first layer's name: the class is right, the instance is not.)"""
+    if op_type != "Custom":
+        return op_type
+    scopes = full_name.rsplit("/", 1)[0].split("/")  # the last part is the op itself (`Custom-op12`)
+    cells = [part.split("-", 1)[1] for part in scopes if "-" in part and not part.endswith("CellList")]
+    grad = " grad" if "/Grad_" in full_name else ""
+    return f"Custom {cells[-1]}{grad}" if cells else op_type
 
 
 class _MatMul(nn.Cell):
