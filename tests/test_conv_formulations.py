@@ -10,7 +10,7 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from mindcv_lite import kernels
-from mindcv_lite.models.layers import Attention, DepthwiseConv2d, Linear, PatchConv2d
+from mindcv_lite.models.layers import Attention, DepthwiseConv2d, LayerNorm, Linear, PatchConv2d
 from mindcv_lite.models.layers import formulation as formulations
 from mindcv_lite.models.layers.formulation import CPU_KERNEL, NATIVE, REWRITE
 from mindcv_lite.models.layers.gelu import ExactGELU
@@ -115,7 +115,8 @@ def test_formulation_follows_the_device_target():
     (lambda **kwargs: Linear(4, 3, **kwargs), NATIVE),
     (lambda **kwargs: Attention(8, 2, **kwargs), NATIVE),
     (lambda **kwargs: ExactGELU(**kwargs), NATIVE),
-], ids=["depthwise", "patch", "linear", "attention", "gelu"])
+    (lambda **kwargs: LayerNorm(8, 1e-6, **kwargs), NATIVE),
+], ids=["depthwise", "patch", "linear", "attention", "gelu", "layer_norm"])
 def test_missing_kernel_library_falls_back_with_one_warning(monkeypatch, build, fallback):
     """Every layer with a CPU kernel computes without the library (a checkout built without a compiler): the
     first layer warns with the command that builds it, later ones are quiet; asking for the kernel is an error."""

@@ -185,3 +185,32 @@ def linear_gelu():
         _OPS["LinearGelu"] = _custom("LinearGelu", lambda *shapes: _linear_out_shape("linear + GELU", *shapes), check,
                                      bprop)
     return _OPS["LinearGelu"]
+
+
+def layer_norm():
+    """(x (..., C), gamma (C,), beta (C,), eps) -> (x - mean) / sqrt(var + eps) * gamma + beta over the last axis.
+    `eps` is `layer_norm_epsilon(eps)`, a constant the layer holds (the aot kernel sees only shapes and pointers). The
+    backward reads x and recomputes each row's mean and variance. One primitive, shared by every layer."""
+    if "LayerNorm" not in _OPS:
+        check = _float32_like("LayerNorm")
+
+        def out_shape(x, gamma, beta, eps):
+            if len(x) < 1 or list(gamma) != [x[-1]] or list(beta) != [x[-1]]:
+                raise ValueError(f"the LayerNorm kernel takes x (..., C), gamma (C,) and beta (C,), got x {x}, "
+                                 f"gamma {gamma}, beta {beta}")
+            return x
+
+        grad = _custom("LayerNormGrad", lambda dy, x, gamma, eps: (x, gamma, gamma),
+                       lambda *dtypes: (check(*dtypes),) * 3)
+
+        def bprop(x, gamma, beta, eps, out, dout):
+            dx, dgamma, dbeta = grad(dout, x, gamma, eps)
+            return dx, dgamma, dbeta, ops.zeros_like(eps)
+
+        _OPS["LayerNorm"] = _custom("LayerNorm", out_shape, check, bprop)
+    return _OPS["LayerNorm"]
+
+
+def layer_norm_epsilon(eps):
+    """The constant float32 input that carries a LayerNorm's epsilon to `layer_norm`'s kernel."""
+    return ms.Tensor([eps], ms.float32)
