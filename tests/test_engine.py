@@ -3,7 +3,9 @@ import errno
 import json
 import logging
 import math
+import os
 import re
+import signal
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from mindspore import nn
 
 from mindcv_lite.engine import CheckpointManager, EvalStep, TrainStep, load_train_checkpoint, save_train_checkpoint
 from mindcv_lite.engine.checkpointing import CheckpointWriteError
+from mindcv_lite.engine.interruption import StopSignals
 from mindcv_lite.engine.progress import EpochProgress, LossMeter, NonFiniteLossError, format_duration
 from mindcv_lite.loss import create_loss
 from mindcv_lite.models import load_checkpoint, read_checkpoint
@@ -315,3 +318,13 @@ def test_progress_bar_replaces_log_lines_on_a_terminal(caplog, capsys):
         progress.close(0.5)
     assert not caplog.records
     assert "epoch 1/1" in capsys.readouterr().err and format_duration(3725) == "1:02:05"
+
+
+def test_a_stop_signal_is_announced_by_the_step_loop_not_inside_the_handler(caplog):
+    """The handler only records the signal: logging from it fails when the signal interrupts a log line being
+    written (a reentrant write to stdout); the next `requested()` after a step logs it, once."""
+    with caplog.at_level(logging.WARNING), StopSignals() as stops:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stops.signal_name == "SIGTERM" and "SIGTERM received" not in caplog.text
+        assert stops.requested() and stops.received()
+        assert caplog.text.count("SIGTERM received: stopping after the current step") == 1

@@ -30,6 +30,7 @@ class StopSignals:
     def __init__(self, distributed=False):
         self.distributed = distributed
         self.signal_name = None
+        self.announced = False
         self.previous = {}
         self.pending = None
 
@@ -49,17 +50,26 @@ class StopSignals:
         self.previous = {}
 
     def _handle(self, signum, frame):
+        # Nothing is logged here: the signal may interrupt a log line being written, and writing another from
+        # inside it fails ("reentrant call inside <_io.BufferedWriter name='<stdout>'>"). `_announce` logs later.
         self.signal_name = signal.Signals(signum).name
-        _logger.warning("%s received: stopping after the current step with a checkpoint (a second %s stops at "
-                        "once)", self.signal_name, self.signal_name)
+        self.announced = False
         self._restore()
+
+    def _announce(self):
+        if self.signal_name is not None and not self.announced:
+            self.announced = True
+            _logger.warning("%s received: stopping after the current step with a checkpoint (a second %s stops at "
+                            "once)", self.signal_name, self.signal_name)
 
     def received(self):
         """True once this process received a stop signal (no agreement between ranks: see `requested`)."""
+        self._announce()
         return self.signal_name is not None
 
     def requested(self):
         """True once a stop was requested, on every rank at the same step."""
+        self._announce()
         if not self.distributed:
             return self.signal_name is not None
         flag = ops.AllReduce()(Tensor(np.array([float(self.signal_name is not None)], np.float32)))
