@@ -26,8 +26,10 @@
 
 namespace {
 
-// Return codes (MindSpore reports them as "Return value from CPU AOT kernel ... is N").
-constexpr int kBadShapes = 1, kNotFloat32 = 2, kNoGemm = 3, kGemmFailed = 4;
+using mindcv_lite::kBadShapes;
+using mindcv_lite::kGemmFailed;
+using mindcv_lite::kNoGemm;
+using mindcv_lite::kNotFloat32;
 
 using mindcv_lite::FindSgemm;
 using mindcv_lite::Sgemm;

@@ -11,8 +11,6 @@
 // Layouts: x, dx (B, H, W, C); y, dy (B, H_out, W_out, C * r); weight and its gradient (C * r, 1, K, K) as
 // MindSpore's grouped Conv2D, output channel c * r + q reading input channel c; bias (C * r). An aot kernel sees only
 // shapes, so the stride is in the entry point's name: DepthwiseConvStride1/2 and DepthwiseConvStride1/2Grad.
-// Return codes (MindSpore reports them as "Return value from CPU AOT kernel ... is N"): 1 shapes other than these,
-// 2 not float32.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -208,8 +206,8 @@ bool ReadGeometry(int *ndims, int64_t **shapes, int x, int weight, int bias, int
 // Inputs x, weight, bias; output y.
 int Forward(int64_t stride, int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
   Geometry g;
-  if (nparam != 4 || !ReadGeometry(ndims, shapes, 0, 1, 2, 3, stride, &g)) return 1;
-  if (!mindcv_lite::AllFloat32(nparam, dtypes)) return 2;
+  if (nparam != 4 || !ReadGeometry(ndims, shapes, 0, 1, 2, 3, stride, &g)) return mindcv_lite::kBadShapes;
+  if (!mindcv_lite::AllFloat32(nparam, dtypes)) return mindcv_lite::kNotFloat32;
   const float *x = static_cast<const float *>(params[0]);
   const std::vector<float> taps = Taps(static_cast<const float *>(params[1]), g.chans * g.multiplier, g.k);
   const float *bias = static_cast<const float *>(params[2]);
@@ -223,8 +221,8 @@ int Forward(int64_t stride, int nparam, void **params, int *ndims, int64_t **sha
 // Inputs dy, x, weight; outputs dx, dweight, dbias.
 int Backward(int64_t stride, int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
   Geometry g;
-  if (nparam != 6 || !ReadGeometry(ndims, shapes, 1, 2, 5, 0, stride, &g)) return 1;
-  if (!mindcv_lite::AllFloat32(nparam, dtypes)) return 2;
+  if (nparam != 6 || !ReadGeometry(ndims, shapes, 1, 2, 5, 0, stride, &g)) return mindcv_lite::kBadShapes;
+  if (!mindcv_lite::AllFloat32(nparam, dtypes)) return mindcv_lite::kNotFloat32;
   const float *dy = static_cast<const float *>(params[0]);
   const float *x = static_cast<const float *>(params[1]);
   float *dx = static_cast<float *>(params[3]);

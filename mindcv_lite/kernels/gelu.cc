@@ -33,8 +33,8 @@ int64_t NumElements(int ndim, const int64_t *shape) {
 // Input x; output GELU(x).
 extern "C" int GeluExact(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream,
                          void *extra) {
-  if (nparam != 2) return 1;
-  if (!mindcv_lite::AllFloat32(nparam, dtypes)) return 2;
+  if (nparam != 2) return mindcv_lite::kBadShapes;
+  if (!mindcv_lite::AllFloat32(nparam, dtypes)) return mindcv_lite::kNotFloat32;
   const int64_t n = NumElements(ndims[0], shapes[0]);
   const float *x = static_cast<const float *>(params[0]);
   float *y = static_cast<float *>(params[1]);
@@ -47,8 +47,8 @@ extern "C" int GeluExact(int nparam, void **params, int *ndims, int64_t **shapes
 // Inputs dy, x; output dx.
 extern "C" int GeluExactGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                              void *stream, void *extra) {
-  if (nparam != 3) return 1;
-  if (!mindcv_lite::AllFloat32(nparam, dtypes)) return 2;
+  if (nparam != 3) return mindcv_lite::kBadShapes;
+  if (!mindcv_lite::AllFloat32(nparam, dtypes)) return mindcv_lite::kNotFloat32;
   const int64_t n = NumElements(ndims[0], shapes[0]);
   const float *dy = static_cast<const float *>(params[0]);
   const float *x = static_cast<const float *>(params[1]);

@@ -109,8 +109,8 @@ Shape RowsOf(int ndim, const int64_t *shape) {
 // Inputs x (..., C), gamma (C,), beta (C,), eps (1,); output y (..., C).
 extern "C" int LayerNorm(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream,
                          void *extra) {
-  if (nparam != 5) return 1;
-  if (!mindcv_lite::AllFloat32(nparam, dtypes)) return 2;
+  if (nparam != 5) return mindcv_lite::kBadShapes;
+  if (!mindcv_lite::AllFloat32(nparam, dtypes)) return mindcv_lite::kNotFloat32;
   const Shape s = RowsOf(ndims[0], shapes[0]);
   const float *x = static_cast<const float *>(params[0]);
   const float *gamma = static_cast<const float *>(params[1]);
@@ -127,8 +127,8 @@ extern "C" int LayerNorm(int nparam, void **params, int *ndims, int64_t **shapes
 // are float sums over blocks of kSumRows rows, added in double in block order: the same bits for any thread count.
 extern "C" int LayerNormGrad(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                              void *stream, void *extra) {
-  if (nparam != 7) return 1;
-  if (!mindcv_lite::AllFloat32(nparam, dtypes)) return 2;
+  if (nparam != 7) return mindcv_lite::kBadShapes;
+  if (!mindcv_lite::AllFloat32(nparam, dtypes)) return mindcv_lite::kNotFloat32;
   const Shape s = RowsOf(ndims[1], shapes[1]);
   const float *dy = static_cast<const float *>(params[0]);
   const float *x = static_cast<const float *>(params[1]);

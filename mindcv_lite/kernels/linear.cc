@@ -29,8 +29,10 @@
 
 namespace {
 
-// Return codes (MindSpore reports them as "Return value from CPU AOT kernel ... is N").
-constexpr int kBadShapes = 1, kNotFloat32 = 2, kNoGemm = 3, kGemmFailed = 4;
+using mindcv_lite::kBadShapes;
+using mindcv_lite::kGemmFailed;
+using mindcv_lite::kNoGemm;
+using mindcv_lite::kNotFloat32;
 
 // Row tiles: output tiles of 256 KB stay in L2 between the bias fill and the GEMM, and every GEMM call has at least
 // 512 rows (each call packs the weight again: 16-row tiles made (3136 x 512) -> 2048 1.5x slower than MatMul).

@@ -1,5 +1,5 @@
-// Shared helpers of the CPU kernels: a row-parallel loop over the process's CPUs, per-ISA vectorised clones, and the
-// float32 check of an aot call's dtypes.
+// Shared helpers of the CPU kernels: a row-parallel loop over the process's CPUs, per-ISA vectorised clones, the
+// float32 check of an aot call's dtypes and the calls' return codes.
 #ifndef MINDCV_LITE_KERNELS_PARALLEL_H_
 #define MINDCV_LITE_KERNELS_PARALLEL_H_
 
@@ -20,6 +20,9 @@
 #endif
 
 namespace mindcv_lite {
+
+// Return codes of the aot entry points (MindSpore reports them as "Return value from CPU AOT kernel ... is N").
+constexpr int kBadShapes = 1, kNotFloat32 = 2, kNoGemm = 3, kGemmFailed = 4;
 
 // True when every input and output of an aot call is float32 (the only type the kernels compute in).
 inline bool AllFloat32(int nparam, const char **dtypes) {

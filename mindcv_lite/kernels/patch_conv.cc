@@ -31,8 +31,10 @@
 
 namespace {
 
-// Return codes (MindSpore reports them as "Return value from CPU AOT kernel ... is N").
-constexpr int kBadShapes = 1, kBadTypes = 2, kNoGemm = 3, kGemmFailed = 4;
+using mindcv_lite::kBadShapes;
+using mindcv_lite::kGemmFailed;
+using mindcv_lite::kNoGemm;
+using mindcv_lite::kNotFloat32;
 
 // Output pixels per im2col block (a whole number of output rows, which may span images: the spatial reductions'
 // 7 x 7 maps): a few hundred GEMM rows keep the sgemm efficient, and the per-thread buffer stays a few megabytes for
@@ -180,7 +182,7 @@ extern "C" int PatchConv(int nparam, void **params, int *ndims, int64_t **shapes
                          void *) {
   Geometry g;
   if (nparam != 5 || !ReadGeometry(params, ndims, shapes, dtypes, 0, 1, 2, 3, 4, &g)) return kBadShapes;
-  if (!Float32(dtypes, {0, 1, 2, 4})) return kBadTypes;
+  if (!Float32(dtypes, {0, 1, 2, 4})) return kNotFloat32;
   const Sgemm sgemm = FindSgemm();
   if (sgemm == nullptr) return kNoGemm;
   const float *x = static_cast<const float *>(params[0]);
@@ -212,7 +214,7 @@ extern "C" int PatchConvGradInput(int nparam, void **params, int *ndims, int64_t
                                   void *, void *) {
   Geometry g;
   if (nparam != 5 || !ReadGeometry(params, ndims, shapes, dtypes, 1, 2, -1, 3, 0, &g)) return kBadShapes;
-  if (!Float32(dtypes, {0, 1, 2, 4})) return kBadTypes;
+  if (!Float32(dtypes, {0, 1, 2, 4})) return kNotFloat32;
   const Sgemm sgemm = FindSgemm();
   if (sgemm == nullptr) return kNoGemm;
   const float *dy = static_cast<const float *>(params[0]);
@@ -249,7 +251,7 @@ extern "C" int PatchConvGradWeight(int nparam, void **params, int *ndims, int64_
                                    void *, void *) {
   Geometry g;
   if (nparam != 6 || !ReadGeometry(params, ndims, shapes, dtypes, 1, 4, 5, 3, 0, &g)) return kBadShapes;
-  if (!Float32(dtypes, {0, 1, 4, 5})) return kBadTypes;
+  if (!Float32(dtypes, {0, 1, 4, 5})) return kNotFloat32;
   const Sgemm sgemm = FindSgemm();
   if (sgemm == nullptr) return kNoGemm;
   const float *dy = static_cast<const float *>(params[0]);
