@@ -4,6 +4,7 @@ The C++ sources in this folder are compiled into one library by the package's in
 `python setup.py build_ext --inplace` in a source checkout). `library_path()` is None when it was not built; the
 layers then keep their portable formulation (see `models/layers/formulation.py`).
 """
+import functools
 import os
 import sysconfig
 
@@ -12,7 +13,6 @@ from mindspore import ops
 
 _LIBRARY = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                         "_cpu_kernels" + sysconfig.get_config_var("EXT_SUFFIX"))
-_OPS = {}
 
 
 def library_path():
@@ -38,6 +38,7 @@ def _custom(function, out_shape, out_dtype, bprop=None):
                       bprop=bprop)
 
 
+@functools.cache
 def depthwise_conv(stride):
     """(x (B, H, W, C), weight (C * r, 1, K, K), bias (C * r,)) -> depthwise convolution with r output channels per
     input channel (channel c * r + q reads c), stride 1 or 2, zero padding K // 2: (B, H_out, W_out, C * r). One
@@ -46,56 +47,52 @@ def depthwise_conv(stride):
         raise ValueError(f"the depthwise convolution CPU kernel has strides 1 and 2, got {stride}: use the layer's "
                          "'rewrite' formulation")
     name = f"DepthwiseConvStride{stride}"
-    if name not in _OPS:
-        check = _float32_like("depthwise convolution")
+    check = _float32_like("depthwise convolution")
 
-        def out_shape(x, weight, bias):
-            k = weight[2]
-            return [x[0], (x[1] + 2 * (k // 2) - k) // stride + 1, (x[2] + 2 * (k // 2) - k) // stride + 1, weight[0]]
+    def out_shape(x, weight, bias):
+        k = weight[2]
+        return [x[0], (x[1] + 2 * (k // 2) - k) // stride + 1, (x[2] + 2 * (k // 2) - k) // stride + 1, weight[0]]
 
-        grad = _custom(f"{name}Grad", lambda dy, x, weight: (x, weight, [weight[0]]),
-                       lambda dy, x, weight: (check(dy, x, weight),) * 3)
+    grad = _custom(f"{name}Grad", lambda dy, x, weight: (x, weight, [weight[0]]),
+                   lambda dy, x, weight: (check(dy, x, weight),) * 3)
 
-        def bprop(x, weight, bias, out, dout):
-            return grad(dout, x, weight)
+    def bprop(x, weight, bias, out, dout):
+        return grad(dout, x, weight)
 
-        _OPS[name] = _custom(name, out_shape, check, bprop)
-    return _OPS[name]
+    return _custom(name, out_shape, check, bprop)
 
 
+@functools.cache
 def patch_conv(stride, padding, channels_first=False):
     """(x (B, H, W, C_in), or (B, C_in, H, W) with `channels_first`, weight (C_out, C_in, K, K), bias (C_out,),
     geometry) -> the convolution with that stride and symmetric zero padding, channels-last (B, H_out, W_out, C_out).
     `geometry` is `patch_conv_geometry(stride, padding, channels_first)`, a constant the layer holds: the aot kernel
     sees only shapes and pointers, and stride and padding do not follow from the shapes. One primitive per geometry
     (the output shape depends on it), shared by every layer."""
-    key = ("patch_conv", stride, padding, channels_first)
-    if key not in _OPS:
-        check = _float32_like("patch convolution")
+    check = _float32_like("patch convolution")
 
-        def out_shape(x, weight, bias, geometry):
-            layout = "(B, C, H, W)" if channels_first else "(B, H, W, C)"
-            if len(x) == 4 and len(weight) == 4:
-                chans, height, width = (x[1], x[2], x[3]) if channels_first else (x[3], x[1], x[2])
-                if weight[1] == chans and weight[2] == weight[3] and list(bias) == [weight[0]] and \
-                        min(height, width) + 2 * padding >= weight[2]:
-                    return [x[0], (height + 2 * padding - weight[2]) // stride + 1,
-                            (width + 2 * padding - weight[2]) // stride + 1, weight[0]]
-            raise ValueError(f"the patch convolution kernel takes x {layout} at least as large as the padded kernel, "
-                             f"weight (C_out, C, K, K) and bias (C_out,), got x {x}, weight {weight}, bias {bias}")
+    def out_shape(x, weight, bias, geometry):
+        layout = "(B, C, H, W)" if channels_first else "(B, H, W, C)"
+        if len(x) == 4 and len(weight) == 4:
+            chans, height, width = (x[1], x[2], x[3]) if channels_first else (x[3], x[1], x[2])
+            if weight[1] == chans and weight[2] == weight[3] and list(bias) == [weight[0]] and \
+                    min(height, width) + 2 * padding >= weight[2]:
+                return [x[0], (height + 2 * padding - weight[2]) // stride + 1,
+                        (width + 2 * padding - weight[2]) // stride + 1, weight[0]]
+        raise ValueError(f"the patch convolution kernel takes x {layout} at least as large as the padded kernel, "
+                         f"weight (C_out, C, K, K) and bias (C_out,), got x {x}, weight {weight}, bias {bias}")
 
-        grad_input = _custom("PatchConvGradInput", lambda dy, x, weight, geometry: x,
-                             lambda dy, x, weight, geometry: check(dy, x, weight))
-        grad_weight = _custom("PatchConvGradWeight", lambda dy, x, weight, geometry: (weight, [weight[0]]),
-                              lambda dy, x, weight, geometry: (check(dy, x, weight),) * 2)
+    grad_input = _custom("PatchConvGradInput", lambda dy, x, weight, geometry: x,
+                         lambda dy, x, weight, geometry: check(dy, x, weight))
+    grad_weight = _custom("PatchConvGradWeight", lambda dy, x, weight, geometry: (weight, [weight[0]]),
+                          lambda dy, x, weight, geometry: (check(dy, x, weight),) * 2)
 
-        def bprop(x, weight, bias, geometry, out, dout):
-            # (two kernels: a graph that needs no dx, the stem's images, drops the first as dead code)
-            dweight, dbias = grad_weight(dout, x, weight, geometry)
-            return grad_input(dout, x, weight, geometry), dweight, dbias, ops.zeros_like(geometry)
+    def bprop(x, weight, bias, geometry, out, dout):
+        # (two kernels: a graph that needs no dx, the stem's images, drops the first as dead code)
+        dweight, dbias = grad_weight(dout, x, weight, geometry)
+        return grad_input(dout, x, weight, geometry), dweight, dbias, ops.zeros_like(geometry)
 
-        _OPS[key] = _custom("PatchConv", out_shape, lambda x, weight, bias, geometry: check(x, weight, bias), bprop)
-    return _OPS[key]
+    return _custom("PatchConv", out_shape, lambda x, weight, bias, geometry: check(x, weight, bias), bprop)
 
 
 def patch_conv_geometry(stride, padding, channels_first=False):
@@ -103,42 +100,39 @@ def patch_conv_geometry(stride, padding, channels_first=False):
     return ms.Tensor([stride, padding, int(channels_first)], ms.int32)
 
 
+@functools.cache
 def gelu_exact():
     """x -> x * Phi(x), the exact (erf) GELU, float32 of any shape; its backward reads only x."""
-    if "gelu_exact" not in _OPS:
-        check = _float32_like("exact GELU")
-        grad = _custom("GeluExactGrad", lambda dy, x: x, check)
+    check = _float32_like("exact GELU")
+    grad = _custom("GeluExactGrad", lambda dy, x: x, check)
 
-        def bprop(x, out, dout):
-            return (grad(dout, x),)
+    def bprop(x, out, dout):
+        return (grad(dout, x),)
 
-        _OPS["gelu_exact"] = _custom("GeluExact", lambda x: x, check, bprop)
-    return _OPS["gelu_exact"]
+    return _custom("GeluExact", lambda x: x, check, bprop)
 
 
+@functools.cache
 def multi_head_attention(num_heads):
     """(q (B, N, C), k (B, M, C), v (B, M, C)) -> (out (B, N, C), lse (B, num_heads, N)): per head h (channels
     h*d..(h+1)*d, d = C / num_heads), out_h = softmax(q_h k_h^T / sqrt(d)) v_h, and lse the rows' log-sum-exp of the
     scaled scores, which the backward reuses. Gradients flow from `out` only: lse is for the backward. One primitive
     per head count (the count reaches the kernel as lse's shape), shared by every layer."""
-    key = ("multi_head_attention", num_heads)
-    if key not in _OPS:
-        check = _float32_like("attention")
+    check = _float32_like("attention")
 
-        def out_shape(q, k, v):
-            if len(q) != 3 or len(k) != 3 or k != v or q[0] != k[0] or q[2] != k[2] or q[2] % num_heads:
-                raise ValueError(f"the attention kernel takes q (B, N, C), k and v (B, M, C) with C divisible by "
-                                 f"{num_heads} heads, got q {q}, k {k}, v {v}")
-            return q, [q[0], num_heads, q[1]]
+    def out_shape(q, k, v):
+        if len(q) != 3 or len(k) != 3 or k != v or q[0] != k[0] or q[2] != k[2] or q[2] % num_heads:
+            raise ValueError(f"the attention kernel takes q (B, N, C), k and v (B, M, C) with C divisible by "
+                             f"{num_heads} heads, got q {q}, k {k}, v {v}")
+        return q, [q[0], num_heads, q[1]]
 
-        grad = _custom("MultiHeadAttentionGrad", lambda dout, q, k, v, out, lse: (q, k, v),
-                       lambda *dtypes: (check(*dtypes),) * 3)
+    grad = _custom("MultiHeadAttentionGrad", lambda dout, q, k, v, out, lse: (q, k, v),
+                   lambda *dtypes: (check(*dtypes),) * 3)
 
-        def bprop(q, k, v, out, dout):
-            return grad(dout[0], q, k, v, out[0], out[1])
+    def bprop(q, k, v, out, dout):
+        return grad(dout[0], q, k, v, out[0], out[1])
 
-        _OPS[key] = _custom("MultiHeadAttention", out_shape, lambda q, k, v: (check(q, k, v),) * 2, bprop)
-    return _OPS[key]
+    return _custom("MultiHeadAttention", out_shape, lambda q, k, v: (check(q, k, v),) * 2, bprop)
 
 
 def _linear_out_shape(kernel, x, weight, *bias):
@@ -149,66 +143,62 @@ def _linear_out_shape(kernel, x, weight, *bias):
     return list(x[:-1]) + [weight[0]]
 
 
-def linear(has_bias=True):
+@functools.cache
+def linear(has_bias):
     """(x (..., in), weight (out, in)[, bias (out,)]) -> x weight^T + bias (..., out), nn.Dense's function, writing
     its output once; the backward reads x and weight. One primitive per bias choice, shared by every layer."""
     name = "Linear" if has_bias else "LinearNoBias"
-    if name not in _OPS:
-        check = _float32_like("linear")
-        outputs = 3 if has_bias else 2
-        grad = _custom(f"{name}Grad", lambda dy, x, weight: (x, weight, [weight[0]])[:outputs],
-                       lambda *dtypes: (check(*dtypes),) * outputs)
+    check = _float32_like("linear")
+    outputs = 3 if has_bias else 2
+    grad = _custom(f"{name}Grad", lambda dy, x, weight: (x, weight, [weight[0]])[:outputs],
+                   lambda *dtypes: (check(*dtypes),) * outputs)
 
-        if has_bias:
-            def bprop(x, weight, bias, out, dout):
-                return grad(dout, x, weight)
-        else:
-            def bprop(x, weight, out, dout):
-                return grad(dout, x, weight)
+    if has_bias:
+        def bprop(x, weight, bias, out, dout):
+            return grad(dout, x, weight)
+    else:
+        def bprop(x, weight, out, dout):
+            return grad(dout, x, weight)
 
-        _OPS[name] = _custom(name, lambda *shapes: _linear_out_shape("linear", *shapes), check, bprop)
-    return _OPS[name]
+    return _custom(name, lambda *shapes: _linear_out_shape("linear", *shapes), check, bprop)
 
 
+@functools.cache
 def linear_gelu():
     """(x (..., in), weight (out, in), bias (out,)) -> GELU(x weight^T + bias), the exact GELU, written once: an MLP's
     fc1 and its activation without the pre-activation buffer. The backward reads x, weight and bias and recomputes
     the pre-activation (one more GEMM than fc1 and the GELU apart). One primitive, shared by every layer."""
-    if "LinearGelu" not in _OPS:
-        check = _float32_like("linear + GELU")
-        grad = _custom("LinearGeluGrad", lambda dy, x, weight, bias: (x, weight, bias),
-                       lambda *dtypes: (check(*dtypes),) * 3)
+    check = _float32_like("linear + GELU")
+    grad = _custom("LinearGeluGrad", lambda dy, x, weight, bias: (x, weight, bias),
+                   lambda *dtypes: (check(*dtypes),) * 3)
 
-        def bprop(x, weight, bias, out, dout):
-            return grad(dout, x, weight, bias)
+    def bprop(x, weight, bias, out, dout):
+        return grad(dout, x, weight, bias)
 
-        _OPS["LinearGelu"] = _custom("LinearGelu", lambda *shapes: _linear_out_shape("linear + GELU", *shapes), check,
-                                     bprop)
-    return _OPS["LinearGelu"]
+    return _custom("LinearGelu", lambda *shapes: _linear_out_shape("linear + GELU", *shapes), check, bprop)
 
 
+@functools.cache
 def layer_norm():
     """(x (..., C), gamma (C,), beta (C,), eps) -> (x - mean) / sqrt(var + eps) * gamma + beta over the last axis.
     `eps` is `layer_norm_epsilon(eps)`, a constant the layer holds (the aot kernel sees only shapes and pointers). The
     backward reads x and recomputes each row's mean and variance. One primitive, shared by every layer."""
-    if "LayerNorm" not in _OPS:
-        check = _float32_like("LayerNorm")
+    check = _float32_like("LayerNorm")
 
-        def out_shape(x, gamma, beta, eps):
-            if len(x) < 1 or list(gamma) != [x[-1]] or list(beta) != [x[-1]]:
-                raise ValueError(f"the LayerNorm kernel takes x (..., C), gamma (C,) and beta (C,), got x {x}, "
-                                 f"gamma {gamma}, beta {beta}")
-            return x
+    def out_shape(x, gamma, beta, eps):
+        if len(x) < 1 or list(gamma) != [x[-1]] or list(beta) != [x[-1]]:
+            raise ValueError(f"the LayerNorm kernel takes x (..., C), gamma (C,) and beta (C,), got x {x}, "
+                             f"gamma {gamma}, beta {beta}")
+        return x
 
-        grad = _custom("LayerNormGrad", lambda dy, x, gamma, eps: (x, gamma, gamma),
-                       lambda *dtypes: (check(*dtypes),) * 3)
+    grad = _custom("LayerNormGrad", lambda dy, x, gamma, eps: (x, gamma, gamma),
+                   lambda *dtypes: (check(*dtypes),) * 3)
 
-        def bprop(x, gamma, beta, eps, out, dout):
-            dx, dgamma, dbeta = grad(dout, x, gamma, eps)
-            return dx, dgamma, dbeta, ops.zeros_like(eps)
+    def bprop(x, gamma, beta, eps, out, dout):
+        dx, dgamma, dbeta = grad(dout, x, gamma, eps)
+        return dx, dgamma, dbeta, ops.zeros_like(eps)
 
-        _OPS["LayerNorm"] = _custom("LayerNorm", out_shape, check, bprop)
-    return _OPS["LayerNorm"]
+    return _custom("LayerNorm", out_shape, check, bprop)
 
 
 def layer_norm_epsilon(eps):

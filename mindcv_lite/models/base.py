@@ -3,8 +3,9 @@ checkpointing live here; a family supplies its stem, its stages and its head.
 
 A family subclasses `VisionModel`, builds `self.stages` (a CellList of stages; each stage has `blocks` and maps
 `(x, tokens) -> (x, tokens)`: x the channels-last token map (B, H, W, C) (the first stage may read the images
-(B, C, H, W) as they are), tokens the prefix (class) tokens (B, T, C) or None), and defines `forward_stem(images) -> (x, tokens)`, `forward_norm(x, tokens)` (the features
-the head reads) and `forward_head(features, pre_logits=False)`. It ends `__init__` with `self.init_model()`.
+(B, C, H, W) as they are), tokens the prefix (class) tokens (B, T, C) or None), and defines
+`forward_stem(images) -> (x, tokens)`, `forward_norm(x, tokens)` (the features the head reads) and
+`forward_head(features, pre_logits=False)`. It ends `__init__` with `self.init_model()`.
 `public_name(path)` maps attribute paths to the parameter names its checkpoints use (mindcv's), and
 `to_mindcv_key` the names written by train.py to what mindcv loads.
 """
